@@ -1,0 +1,5 @@
+"""Settings of P2P Desk: see ``config.settings``."""
+
+from config.settings import ConfigError, Settings, load_settings
+
+__all__ = ["ConfigError", "Settings", "load_settings"]

@@ -1,0 +1,190 @@
+"""Typed settings: defaults in code, overridden by a TOML file, overridden by ``P2P_*`` variables.
+
+Precedence (highest first): keyword arguments, environment (``P2P_HTTP_PORT``; nested groups with a
+double underscore, ``P2P_MONEY__SCALE``), the TOML file (``P2P_CONFIG_FILE`` or ``./p2p.toml``),
+the defaults below. Business rules live here too, grouped by the part of the product that uses them,
+so that operations can change a fee or a limit without touching code.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ENV_PREFIX = "P2P_"
+ROUNDING_MODES = {
+    "ROUND_HALF_UP": ROUND_HALF_UP,
+    "ROUND_HALF_EVEN": ROUND_HALF_EVEN,
+    "ROUND_DOWN": ROUND_DOWN,
+    "ROUND_UP": ROUND_UP,
+}
+
+
+Rounding = Literal["ROUND_HALF_UP", "ROUND_HALF_EVEN", "ROUND_DOWN", "ROUND_UP"]
+
+
+class ConfigError(Exception):
+    """A setting is missing or has a wrong value; the message names the setting."""
+
+
+class _Group(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MoneySettings(_Group):
+    currency: str = Field("CNY", pattern=r"^[A-Z]{3}$")
+    scale: int = Field(2, ge=0, le=4)
+    rounding: Rounding = "ROUND_HALF_UP"
+
+
+class DatabaseSettings(_Group):
+    pool_size: int = Field(10, ge=1, le=200)
+    sqlite_busy_timeout_ms: int = Field(30_000, ge=0)
+    echo: bool = False
+
+
+class BatchingSettings(_Group):
+    """Write batching (group commit): how many logical operations may share one transaction."""
+
+    max_batch: int = Field(256, ge=1, le=10_000)
+    max_delay_ms: float = Field(1.0, ge=0, le=1_000)
+    post_many_chunk: int = Field(500, ge=1, le=5_000)
+
+
+class Settings(BaseSettings):
+    """Everything P2P Desk reads at start-up."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    data_dir: Path = Path("var")
+    database_url: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(8080, ge=1, le=65535)
+    secret_key: SecretStr | None = None
+    data_key: SecretStr | None = None
+    timezone: str = "Asia/Shanghai"
+    locale: Literal["zh-CN", "en"] = "zh-CN"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    demo_data: bool = True
+
+    money: MoneySettings = MoneySettings()
+    database: DatabaseSettings = DatabaseSettings()
+    batching: BatchingSettings = BatchingSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str) -> str:
+        if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
+        return value
+
+    @field_validator("data_key")
+    @classmethod
+    def _data_key_is_32_bytes(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            decode_data_key(value.get_secret_value())
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _secret_key_is_long(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters")
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_file = _config_file()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_file))
+        return tuple(sources)
+
+    # Derived values -------------------------------------------------------------------------
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{self.data_dir / 'p2p.db'}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def rounding_mode(self) -> str:
+        return ROUNDING_MODES[self.money.rounding]
+
+
+def decode_data_key(text: str) -> bytes:
+    """The data key is 32 random bytes in URL-safe base64 (what ``generate_data_key`` makes)."""
+    try:
+        raw = base64.urlsafe_b64decode(text.encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError) as exc:
+        raise ValueError("must be URL-safe base64") from exc
+    if len(raw) != 32:
+        raise ValueError("must decode to 32 bytes")
+    return raw
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG_FILE")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"{ENV_PREFIX}CONFIG_FILE: no such file {path}")
+        return path
+    default = Path("p2p.toml")
+    return default if default.is_file() else None
+
+
+def setting_name(loc: tuple[Any, ...]) -> str:
+    """``('money', 'scale')`` -> ``P2P_MONEY__SCALE (money.scale)``: what a user would set."""
+    parts = [str(p) for p in loc if not isinstance(p, int)]
+    return f"{ENV_PREFIX}{'__'.join(parts).upper()} ({'.'.join(parts)})"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings; every validation problem becomes one ``ConfigError`` naming the setting."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = [f"{setting_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,112 @@
+"""Unit of work: one database transaction that commits only when told to.
+
+``async with uow_factory() as uow: ...; await uow.commit()`` - leaving the block without
+``commit()`` (or through an exception) rolls everything back. On SQLite, writers in this process
+queue on an asyncio lock instead of spinning on SQLite's busy handler; other processes still meet
+the busy timeout. Read-only units of work skip the lock and open a plain (deferred) transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from core.adapters.db import READ_ONLY, is_sqlite
+from core.domain.clock import Clock
+
+
+class UnitOfWork:
+    """A transaction plus what the services need beside it (the clock)."""
+
+    def __init__(self, factory: UnitOfWorkFactory, *, read_only: bool = False) -> None:
+        self._factory = factory
+        self.read_only = read_only
+        self.clock: Clock = factory.clock
+        self._conn: AsyncConnection | None = None
+        self._locked = False
+        self.committed = False
+        self.after_commit: list[Callable[[], Any]] = []
+
+    @property
+    def conn(self) -> AsyncConnection:
+        if self._conn is None:
+            raise RuntimeError("unit of work used outside `async with`")
+        return self._conn
+
+    @property
+    def dialect(self) -> str:
+        return self._factory.engine.dialect.name
+
+    async def __aenter__(self) -> UnitOfWork:
+        lock = self._factory.write_lock
+        if lock is not None and not self.read_only:
+            await lock.acquire()
+            self._locked = True
+        try:
+            conn = await self._factory.engine.connect()
+            if self.read_only:
+                conn = await conn.execution_options(**{READ_ONLY: True})
+            await conn.begin()
+        except BaseException:
+            self._release()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        conn, self._conn = self._conn, None
+        try:
+            if conn is not None:
+                if conn.in_transaction():
+                    await conn.rollback()
+                await conn.close()
+        finally:
+            self._release()
+        if self.committed and exc_type is None:
+            for hook in self.after_commit:
+                hook()
+
+    def _release(self) -> None:
+        if self._locked:
+            self._locked = False
+            assert self._factory.write_lock is not None
+            self._factory.write_lock.release()
+
+    async def commit(self) -> None:
+        await self.conn.commit()
+        self.committed = True
+
+    async def rollback(self) -> None:
+        await self.conn.rollback()
+
+    @asynccontextmanager
+    async def savepoint(self) -> AsyncIterator[None]:
+        """Undo only what the block wrote if it raises; the outer transaction goes on."""
+        nested = await self.conn.begin_nested()
+        try:
+            yield
+        except BaseException:
+            await nested.rollback()
+            raise
+        else:
+            await nested.commit()
+
+
+class UnitOfWorkFactory:
+    """Builds units of work on one engine; built once in ``core.bootstrap``."""
+
+    def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
+        self.engine = engine
+        self.clock = clock
+        self.write_lock: asyncio.Lock | None = asyncio.Lock() if is_sqlite(engine) else None
+
+    def __call__(self, *, read_only: bool = False) -> UnitOfWork:
+        return UnitOfWork(self, read_only=read_only)

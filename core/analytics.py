@@ -1,0 +1,24 @@
+"""Analytics: an append-only event log (write side). Metric queries for dashboards read it.
+
+Event names are a public contract with the dashboards; they are listed in ``docs/events.md``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from core.adapters.tables import analytics_events
+from core.adapters.uow import UnitOfWork
+
+
+async def track(uow: UnitOfWork, name: str, user_id: int | None = None, channel: str | None = None,
+                campaign: str | None = None, props: dict[str, Any] | None = None,
+                at: datetime | None = None) -> None:
+    """Append one event, in the caller's transaction (it commits with the change it describes)."""
+    if not name or len(name) > 64:
+        raise ValueError("event names are 1-64 characters")
+    await uow.conn.execute(analytics_events.insert().values(
+        name=name, occurred_at=at or uow.clock.now(), user_id=user_id, channel=channel,
+        campaign=campaign, props=props,
+    ))

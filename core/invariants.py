@@ -1,0 +1,90 @@
+"""What the data must always satisfy. ``python run.py check`` runs every check and names each
+violation; later parts of the product register their own checks with ``@invariant``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, type_coerce
+
+from core.adapters.tables import ledger_accounts, ledger_postings, ledger_transfers
+from core.adapters.types import Amount
+from core.adapters.uow import UnitOfWork
+
+Check = Callable[[UnitOfWork], Awaitable[list[str]]]
+CHECKS: dict[str, Check] = {}
+MAX_REPORTED = 50
+
+
+def invariant(name: str) -> Callable[[Check], Check]:
+    def register(fn: Check) -> Check:
+        CHECKS[name] = fn
+        return fn
+    return register
+
+
+@dataclass(frozen=True)
+class Violation:
+    check: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.detail}"
+
+
+async def run_checks(uow: UnitOfWork) -> list[Violation]:
+    found: list[Violation] = []
+    for name, check in CHECKS.items():
+        found.extend(Violation(name, d) for d in (await check(uow))[:MAX_REPORTED])
+    return found
+
+
+def _sum(column: object) -> object:
+    return type_coerce(func.coalesce(func.sum(column), 0), Amount)
+
+
+@invariant("ledger balanced")
+async def transfers_balance(uow: UnitOfWork) -> list[str]:
+    p = ledger_postings.c
+    rows = await uow.conn.execute(
+        select(p.transfer_id, _sum(p.amount).label("total"), func.count().label("legs"))
+        .group_by(p.transfer_id)
+        .having((func.sum(p.amount) != 0) | (func.count() < 2))
+    )
+    problems = [f"transfer {r.transfer_id} postings sum to {r.total} over {r.legs} leg(s)"
+                for r in rows]
+    t = ledger_transfers.c
+    orphans = await uow.conn.execute(
+        select(t.id).where(~select(p.id).where(p.transfer_id == t.id).exists()))
+    problems += [f"transfer {r.id} has no postings" for r in orphans]
+    return problems
+
+
+@invariant("cached balances equal postings")
+async def cached_balances(uow: UnitOfWork) -> list[str]:
+    a, p = ledger_accounts.c, ledger_postings.c
+    sums = (select(p.account_id, func.sum(p.amount).label("total"))
+            .group_by(p.account_id).subquery())
+    derived = type_coerce(func.coalesce(sums.c.total, 0), Amount)
+    rows = await uow.conn.execute(
+        select(a.code, a.normal_side, a.allow_negative, a.balance, derived.label("derived"))
+        .select_from(ledger_accounts.outerjoin(sums, sums.c.account_id == a.id))
+    )
+    problems = []
+    for r in rows:
+        expected = r.derived if r.normal_side == "debit" else -r.derived
+        if r.balance != expected:
+            problems.append(f"account {r.code} caches {r.balance} but its postings give {expected}")
+        if not r.allow_negative and expected < 0:
+            problems.append(f"account {r.code} postings give a negative balance {expected}")
+    return problems
+
+
+@invariant("no account overdrawn")
+async def no_negative_accounts(uow: UnitOfWork) -> list[str]:
+    a = ledger_accounts.c
+    rows = await uow.conn.execute(
+        select(a.code, a.balance).where(a.allow_negative.is_(False), a.balance < 0))
+    return [f"account {r.code} is at {r.balance}" for r in rows]

@@ -1,0 +1,117 @@
+#!/usr/bin/env python3
+"""P2P Desk command line: ``python run.py [serve|migrate|check] ...`` (``serve`` by default)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from config.secrets import ensure_secrets
+from config.settings import ConfigError, Settings, load_settings
+
+log = logging.getLogger("p2p")
+
+
+def _settings() -> Settings:
+    return ensure_secrets(load_settings())
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from bots.server import create_app
+    from core.bootstrap import bootstrap
+
+    settings = _settings()
+    host = args.host or settings.http_host
+    port = args.port or settings.http_port
+
+    async def app_factory() -> web.Application:
+        core = await bootstrap(settings)
+        return create_app(core)
+
+    log.info("starting on http://%s:%d/ (health: /healthz)", host, port)
+    web.run_app(app_factory(), host=host, port=port, print=None, shutdown_timeout=10)
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from core.adapters import migrate
+    from core.adapters.db import create_engine
+
+    settings = _settings()
+
+    async def run() -> None:
+        engine = create_engine(settings.db_url)
+        try:
+            await migrate.upgrade(engine, args.revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())
+    log.info("schema is at %s", args.revision)
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from core.bootstrap import bootstrap
+    from core.invariants import CHECKS, run_checks
+
+    settings = _settings()
+
+    async def run() -> int:
+        core = await bootstrap(settings)
+        try:
+            async with core.uow(read_only=True) as uow:
+                violations = await run_checks(uow)
+        finally:
+            await core.close()
+        for v in violations:
+            print(f"VIOLATION {v}")
+        print(f"{len(CHECKS)} checks, {len(violations)} violation(s)")
+        return 1 if violations else 0
+
+    return asyncio.run(run())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="run.py", description="P2P Desk: chat-first operations platform for P2P lending.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the web server, bots and jobs (default)",
+                           description="Serve HTTP (health, web chat, console, dashboards).")
+    serve.add_argument("--host", help="listen address (default: P2P_HTTP_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (default: P2P_HTTP_PORT)")
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema up to date",
+                             description="Run Alembic migrations on P2P_DATABASE_URL.")
+    migrate.add_argument("--revision", default="head", help="target revision (default: head)")
+    migrate.set_defaults(func=cmd_migrate)
+
+    check = sub.add_parser("check", help="verify every invariant the data must keep",
+                           description="Exit 1 and name each violation if any invariant fails.")
+    check.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
