@@ -1,0 +1,81 @@
+"""The command line as a newcomer uses it: real processes, a real port, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), *args], cwd=cwd,
+                          env={**os.environ, **(env or {})}, capture_output=True, text=True,
+                          timeout=120, check=False)
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["migrate"], ["check"]])
+def test_every_command_explains_itself_with_help(command, tmp_path):
+    result = run(*command, "--help", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "usage: run.py" in result.stdout
+
+
+def test_serve_on_a_fresh_machine_creates_the_database_and_answers_healthz(tmp_path):
+    port = free_port()
+    env = {**os.environ, "P2P_HTTP_PORT": str(port)}
+    server = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp_path, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                    body = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        assert body is not None, "server never answered /healthz"
+        assert '"status": "ok"' in body
+        assert (tmp_path / "var" / "p2p.db").is_file()
+        assert (tmp_path / "var" / "secrets.toml").stat().st_mode & 0o077 == 0
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=30)
+    assert server.returncode == 0, output
+    assert "generated secret_key and data_key" in output
+
+
+def test_a_wrong_setting_stops_start_up_with_its_name(tmp_path):
+    result = run("check", env={"P2P_HTTP_PORT": "70000"}, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "P2P_HTTP_PORT" in result.stderr
+
+
+def test_postgres_without_secrets_refuses_to_start(tmp_path):
+    result = run("check", env={"P2P_DATABASE_URL": "postgresql+asyncpg://u@127.0.0.1:1/x"},
+                 cwd=tmp_path)
+    assert result.returncode == 2
+    assert "P2P_SECRET_KEY" in result.stderr
+    assert "P2P_DATA_KEY" in result.stderr
+
+
+def test_migrate_then_check_on_a_new_sqlite_file(tmp_path):
+    assert run("migrate", cwd=tmp_path).returncode == 0
+    result = run("check", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "0 violation(s)" in result.stdout

@@ -1,0 +1,69 @@
+"""``python run.py check`` on a real database: clean data passes, tampered postings are named."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import text
+
+from tests.integration.ledger_helpers import new_user, pay, top_up
+from tests.support import DATA_KEY, SECRET_KEY
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_check(database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "P2P_DATABASE_URL": database_url, "P2P_DATA_DIR": str(data_dir),
+           "P2P_SECRET_KEY": SECRET_KEY, "P2P_DATA_KEY": DATA_KEY}
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "check"], env=env, cwd=data_dir,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+
+async def test_check_passes_on_a_fresh_database(core, database_url, tmp_path):
+    result = run_check(database_url, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 violation(s)" in result.stdout
+
+
+async def test_check_names_a_posting_tampered_with_in_the_database(core, database_url, tmp_path):
+    alice, bob = await new_user(core), await new_user(core)
+    async with core.uow() as uow:
+        await core.ledger.post(uow, top_up(alice, "100.00", "t-1"))
+        paid = await core.ledger.post(uow, pay(alice, bob, "40.00", "t-2"))
+        await uow.commit()
+    assert run_check(database_url, tmp_path).returncode == 0
+
+    async with core.uow() as uow:
+        # A hand edit by someone with database access: the immutability trigger must go first.
+        if uow.dialect == "sqlite":
+            await uow.conn.execute(text("DROP TRIGGER ledger_postings_no_update"))
+        else:
+            await uow.conn.execute(
+                text("DROP TRIGGER ledger_postings_immutable ON ledger_postings"))
+        await uow.conn.execute(
+            text("UPDATE ledger_postings SET amount = amount + 10000 "
+                 "WHERE transfer_id = :t AND amount > 0"), {"t": paid.transfer_id})
+        await uow.commit()
+
+    result = run_check(database_url, tmp_path)
+    assert result.returncode == 1
+    assert f"ledger balanced: transfer {paid.transfer_id} postings sum to 1.0000" in result.stdout
+    assert f"cached balances equal postings: account user:{alice}:available" in result.stdout
+
+
+async def test_posted_entries_cannot_be_edited_or_deleted(core):
+    alice = await new_user(core)
+    async with core.uow() as uow:
+        await core.ledger.post(uow, top_up(alice, "1.00", "i-1"))
+        await uow.commit()
+    for statement in ("UPDATE ledger_postings SET amount = 1", "DELETE FROM ledger_transfers"):
+        async with core.uow() as uow:
+            try:
+                await uow.conn.execute(text(statement))
+            except Exception as exc:  # the driver's own error type differs per database
+                assert "immutable" in str(exc)
+            else:
+                raise AssertionError(f"{statement} was allowed")
