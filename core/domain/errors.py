@@ -63,3 +63,176 @@ class AlreadyReversed(LedgerError):
 
 class DuplicateAccount(LedgerError):
     code = "duplicate_account"
+
+
+# --- accounts: registration ----------------------------------------------------------------------
+
+
+class AccountError(DomainError):
+    code = "account_error"
+
+
+class InvalidPhone(AccountError):
+    code = "invalid_phone"
+
+
+class InvalidVerificationCode(AccountError):
+    code = "invalid_verification_code"
+
+
+class VerificationCodeExpired(AccountError):
+    code = "verification_code_expired"
+
+
+class TooManyAttempts(AccountError):
+    code = "too_many_attempts"
+
+
+class ResendTooSoon(AccountError):
+    code = "resend_too_soon"
+
+
+class DailyCodeLimit(AccountError):
+    code = "daily_code_limit"
+
+
+class ConsentRequired(AccountError):
+    code = "consent_required"
+
+
+class AlreadyRegistered(AccountError):
+    code = "already_registered"
+
+
+class NotRegistered(AccountError):
+    code = "not_registered"
+
+
+class UnknownReferralCode(AccountError):
+    code = "unknown_referral_code"
+
+
+class SmsUnavailable(AccountError):
+    code = "sms_unavailable"
+
+
+# --- accounts: real-name verification ----------------------------------------------------------
+
+
+class InvalidName(AccountError):
+    code = "invalid_name"
+
+
+class InvalidIdNumber(AccountError):
+    """``params['reason']``: id_format, id_region, id_birth_date or id_checksum."""
+
+    code = "invalid_id_number"
+
+
+class InvalidPassport(AccountError):
+    code = "invalid_passport"
+
+
+class UnderAge(AccountError):
+    code = "under_age"
+
+
+class OverAge(AccountError):
+    code = "over_age"
+
+
+class IdentityAlreadyUsed(AccountError):
+    code = "identity_already_used"
+
+
+class KycRequired(AccountError):
+    code = "kyc_required"
+
+
+class KycAlreadySubmitted(AccountError):
+    code = "kyc_already_submitted"
+
+
+class InvalidDocument(AccountError):
+    code = "invalid_document"
+
+
+class DocumentTooLarge(InvalidDocument):
+    code = "document_too_large"
+
+
+class UnsupportedDocumentType(InvalidDocument):
+    code = "unsupported_document_type"
+
+
+# --- accounts: bank cards ----------------------------------------------------------------------
+
+
+class InvalidCardNumber(AccountError):
+    """``params['reason']``: card_format, card_length or card_checksum."""
+
+    code = "invalid_card_number"
+
+
+class UnsupportedBank(AccountError):
+    code = "unsupported_bank"
+
+
+class CardHolderMismatch(AccountError):
+    code = "card_holder_mismatch"
+
+
+class CardBindingFailed(AccountError):
+    code = "card_binding_failed"
+
+
+class CardRequired(AccountError):
+    code = "card_required"
+
+
+# --- accounts: risk profile ---------------------------------------------------------------------
+
+
+class QuestionnaireIncomplete(AccountError):
+    code = "questionnaire_incomplete"
+
+
+class InvalidAnswer(AccountError):
+    code = "invalid_answer"
+
+
+class RiskAssessmentRequired(AccountError):
+    code = "risk_assessment_required"
+
+
+class SuitabilityMismatch(AccountError):
+    code = "suitability_mismatch"
+
+
+# --- wallet and custody -------------------------------------------------------------------------
+
+
+class WalletError(DomainError):
+    code = "wallet_error"
+
+
+class BelowMinimumTopUp(WalletError):
+    code = "below_minimum_top_up"
+
+
+class WithdrawalOutOfRange(WalletError):
+    code = "withdrawal_out_of_range"
+
+
+class DailyWithdrawalLimit(WalletError):
+    code = "daily_withdrawal_limit"
+
+
+class InvalidCallback(WalletError):
+    """A bank callback with a bad signature, a replayed nonce or an unknown order."""
+
+    code = "invalid_callback"
+
+
+class BankUnavailable(WalletError):
+    code = "bank_unavailable"
