@@ -11,16 +11,27 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP
+import tomllib
+from collections.abc import Mapping
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal
 from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -64,6 +75,58 @@ class BatchingSettings(_Group):
     post_many_chunk: int = Field(500, ge=1, le=5_000)
 
 
+class RegistrationSettings(_Group):
+    code_length: int = Field(6, ge=4, le=8)
+    code_ttl_seconds: int = Field(300, ge=30)
+    code_max_attempts: int = Field(5, ge=1)
+    code_resend_seconds: int = Field(60, ge=0)
+    codes_per_phone_per_day: int = Field(10, ge=1)
+    phone_region: str = Field("CN", pattern=r"^[A-Z]{2}$")
+    user_agreement_version: str = "2026-01"
+    risk_disclosure_version: str = "2026-01"
+
+
+class KycSettings(_Group):
+    minimum_age: int = Field(18, ge=16, le=30)
+    borrower_maximum_age: int = Field(60, ge=30, le=100)
+    retry_after_seconds: list[int] = [60, 300, 1800, 7200]
+    document_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
+    document_types: list[str] = ["image/jpeg", "image/png", "application/pdf"]
+
+
+class WalletSettings(_Group):
+    min_top_up: Decimal = Decimal("10.00")
+    min_withdrawal: Decimal = Decimal("100.00")
+    max_withdrawal: Decimal = Decimal("200000.00")
+    daily_withdrawal_limit: Decimal = Decimal("500000.00")
+    withdrawal_fee: Decimal = Decimal("2.00")
+    aml_large_top_up: Decimal = Decimal("50000.00")
+    aml_in_out_hours: int = Field(24, ge=1)
+    aml_shared_card_accounts: int = Field(2, ge=2)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> WalletSettings:
+        for name in ("min_top_up", "min_withdrawal", "max_withdrawal", "daily_withdrawal_limit",
+                     "withdrawal_fee", "aml_large_top_up"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"wallet.{name} must not be negative")
+        if self.min_withdrawal > self.max_withdrawal:
+            raise ValueError("wallet.min_withdrawal is above wallet.max_withdrawal")
+        return self
+
+
+class SandboxSettings(_Group):
+    """Behaviour of the sandbox providers (SMS, identity check, custody bank)."""
+
+    sms_failure_rate: float = Field(0.0, ge=0, le=1)
+    identity_delay_seconds: float = Field(0.0, ge=0)
+    identity_outcome: Literal["by_name", "match", "mismatch", "unavailable"] = "by_name"
+    bank_delay_seconds: float = Field(0.5, ge=0)
+    bank_failure_rate: float = Field(0.0, ge=0, le=1)
+    bank_duplicate_rate: float = Field(0.1, ge=0, le=1)
+    bank_auto_settle: bool = True
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -88,6 +151,10 @@ class Settings(BaseSettings):
     money: MoneySettings = MoneySettings()
     database: DatabaseSettings = DatabaseSettings()
     batching: BatchingSettings = BatchingSettings()
+    registration: RegistrationSettings = RegistrationSettings()
+    kyc: KycSettings = KycSettings()
+    wallet: WalletSettings = WalletSettings()
+    sandbox: SandboxSettings = SandboxSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -181,10 +248,34 @@ def setting_name(loc: tuple[Any, ...]) -> str:
     return f"{ENV_PREFIX}{'__'.join(parts).upper()} ({'.'.join(parts)})"
 
 
+# Variables with our prefix that are not settings but are read by tests and benchmarks.
+FOREIGN_VARIABLES = ("P2P_CONFIG_FILE", "P2P_TEST_", "P2P_BENCH_")
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """``P2P_*`` variables that name no setting (a typo would otherwise be ignored silently)."""
+    fields = {name.upper() for name in Settings.model_fields}
+    unknown = []
+    for name in environ:
+        if not name.startswith(ENV_PREFIX) or name.startswith(FOREIGN_VARIABLES):
+            continue
+        head = name[len(ENV_PREFIX):].split("__", 1)[0]
+        if head not in fields:
+            unknown.append(name)
+    return sorted(unknown)
+
+
 def load_settings(**overrides: Any) -> Settings:
-    """Read settings; every validation problem becomes one ``ConfigError`` naming the setting."""
+    """Read settings; every problem becomes one ``ConfigError`` naming the setting."""
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: no such setting (see config/settings.py)")
     try:
         return Settings(**overrides)
     except ValidationError as exc:
         problems = [f"{setting_name(err['loc'])}: {err['msg']}" for err in exc.errors()]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{_config_file()}: not valid TOML: {exc}") from None
+    except SettingsError as exc:
+        raise ConfigError(f"{exc}") from None

@@ -44,12 +44,17 @@ class Money:
             raise InvalidAmount(f"money must be a Decimal, not {type(self.amount).__name__}")
         if not self.amount.is_finite():
             raise InvalidAmount("money must be a finite number")
-        exact = self.amount.quantize(self.currency.quantum, rounding=ROUND_DOWN)
+        try:
+            exact = self.amount.quantize(self.currency.quantum, rounding=ROUND_DOWN)
+        except InvalidOperation as exc:
+            raise InvalidAmount(f"{self.amount} is too large") from exc
         if exact != self.amount:
             raise InvalidAmount(
                 f"{self.amount} has more than {self.currency.scale} decimals "
                 f"for {self.currency.code}"
             )
+        if exact == 0:
+            exact = abs(exact)  # never show "-0.00"
         object.__setattr__(self, "amount", exact)
 
     # Construction --------------------------------------------------------------------------
@@ -62,7 +67,10 @@ class Money:
     @classmethod
     def rounded(cls, value: Decimal | int | str, currency: Currency = CNY) -> Money:
         """Round a computed value (interest, fees) to the currency's scale with its rule."""
-        amount = _to_decimal(value).quantize(currency.quantum, rounding=currency.rounding)
+        try:
+            amount = _to_decimal(value).quantize(currency.quantum, rounding=currency.rounding)
+        except InvalidOperation as exc:
+            raise InvalidAmount(f"{value} is too large") from exc
         return cls(amount, currency)
 
     @classmethod
