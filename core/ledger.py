@@ -27,7 +27,8 @@ Design
 from __future__ import annotations
 
 import hashlib
-import uuid
+import secrets
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +92,12 @@ PLATFORM_ACCOUNTS: dict[str, str] = {
     "platform:protection_fund": "protection_fund",
     "platform:loans_receivable": "loans_receivable",
 }
+
+
+def _ordered_id() -> str:
+    """Time-ordered ids (microseconds, then randomness) keep index inserts at the right edge of
+    the B-tree; random UUIDs made every insert land in a random page and slowed big ledgers."""
+    return f"{time.time_ns() // 1000:016x}{secrets.token_hex(8)}"
 
 
 def user_account(user_id: int, purse: Literal["available", "frozen"]) -> str:
@@ -158,6 +165,7 @@ class _Account:
 class _Plan:
     transfer: Transfer
     transfer_id: str
+    fingerprint: str
     deltas: dict[int, Decimal] = field(default_factory=dict)
     signed: list[tuple[int, Decimal]] = field(default_factory=list)
 
@@ -220,6 +228,10 @@ class Ledger:
         return results
 
     async def _post_chunk(self, uow: UnitOfWork, transfers: Sequence[Transfer]) -> list[Posted]:
+        if uow.dialect == "sqlite":
+            # BEGIN IMMEDIATE holds the database's only write lock from our reads to our writes:
+            # no other writer can slip a key in between, so no savepoint is needed.
+            return await self._try_chunk(uow, transfers)
         for attempt in range(3):
             try:
                 async with uow.savepoint():
@@ -245,26 +257,28 @@ class Ledger:
         accounts = await self._lock_accounts(
             uow, {leg.account for i in candidates for leg in transfers[i].legs}
         )
+        by_id = {a.id: a for a in accounts.values()}
         plans: list[_Plan] = []
         seen: dict[str, tuple[str, str]] = {}
         for i in candidates:
             t = transfers[i]
+            fingerprint = t.fingerprint()
             prior = existing.get(t.key) or seen.get(t.key)
             if prior is not None:
                 prior_id, prior_fp = prior
-                if prior_fp != t.fingerprint():
+                if prior_fp != fingerprint:
                     results[i] = Posted(t.key, "refused", error=IdempotencyConflict(
                         f"key {t.key} was used for a different transfer", key=t.key))
                 else:
                     results[i] = Posted(t.key, "duplicate", prior_id)
                 continue
             try:
-                plan = self._apply(t, accounts)
+                plan = self._apply(t, fingerprint, accounts, by_id)
             except DomainError as exc:
                 results[i] = Posted(t.key, "refused", error=exc)
                 continue
             plans.append(plan)
-            seen[t.key] = (plan.transfer_id, t.fingerprint())
+            seen[t.key] = (plan.transfer_id, fingerprint)
             results[i] = Posted(t.key, "applied", plan.transfer_id)
 
         if plans:
@@ -292,8 +306,9 @@ class Ledger:
             raise UnbalancedTransfer(f"transfer {t.key} is off by {total}", key=t.key,
                                      difference=str(total))
 
-    def _apply(self, t: Transfer, accounts: dict[str, _Account]) -> _Plan:
-        plan = _Plan(t, uuid.uuid4().hex)
+    def _apply(self, t: Transfer, fingerprint: str, accounts: dict[str, _Account],
+               by_id: dict[int, _Account]) -> _Plan:
+        plan = _Plan(t, _ordered_id(), fingerprint)
         for leg in t.legs:
             acct = accounts.get(leg.account)
             if acct is None:
@@ -305,7 +320,6 @@ class Ledger:
             plan.signed.append((acct.id, signed))
             in_normal_terms = signed if acct.kind.normal_side == "debit" else -signed
             plan.deltas[acct.id] = plan.deltas.get(acct.id, Decimal(0)) + in_normal_terms
-        by_id = {a.id: a for a in accounts.values()}
         for account_id, delta in plan.deltas.items():
             acct = by_id[account_id]
             if not acct.kind.allow_negative and acct.balance + delta < 0:
@@ -342,7 +356,7 @@ class Ledger:
         now = uow.clock.now()
         await uow.conn.execute(ledger_transfers.insert(), [
             {"id": p.transfer_id, "idempotency_key": p.transfer.key, "kind": p.transfer.kind,
-             "memo": p.transfer.memo[:200], "fingerprint": p.transfer.fingerprint(),
+             "memo": p.transfer.memo[:200], "fingerprint": p.fingerprint,
              "reverses_id": p.transfer.reverses_id, "posted_at": now, "meta": p.transfer.meta}
             for p in plans
         ])

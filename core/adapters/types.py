@@ -12,7 +12,7 @@ from sqlalchemy.types import TypeDecorator
 
 # SQLite only auto-increments an ``INTEGER PRIMARY KEY`` (a rowid alias), not a BIGINT one.
 Id = BigInteger().with_variant(Integer(), "sqlite")
-Json = JSON().with_variant(JSONB(), "postgresql")
+Json = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 STORAGE_SCALE = 4  # amounts are stored as integers of 1/10,000; money scales up to 4 fit
 
