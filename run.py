@@ -8,6 +8,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 
 from config.secrets import ensure_secrets
 from config.settings import ConfigError, Settings, load_settings
@@ -59,6 +60,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from core.bootstrap import bootstrap
     from core.invariants import CHECKS, run_checks
+    from core.services.reconcile import reconcile
 
     settings = _settings()
 
@@ -66,15 +68,26 @@ def cmd_check(args: argparse.Namespace) -> int:
         core = await bootstrap(settings)
         try:
             async with core.uow(read_only=True) as uow:
-                violations = await run_checks(uow)
+                violations = [str(v) for v in await run_checks(uow)]
+            if args.reconcile:
+                found = await reconcile(core.uow, core.bank, args.reconcile)
+                violations += [f"reconcile {args.reconcile}: {m}" for m in found]
         finally:
             await core.close()
         for v in violations:
             print(f"VIOLATION {v}")
-        print(f"{len(CHECKS)} checks, {len(violations)} violation(s)")
+        print(f"{len(CHECKS)} checks{' + reconciliation' if args.reconcile else ''}, "
+              f"{len(violations)} violation(s)")
         return 1 if violations else 0
 
     return asyncio.run(run())
+
+
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check", help="verify every invariant the data must keep",
                            description="Exit 1 and name each violation if any invariant fails.")
+    check.add_argument("--reconcile", type=_date, metavar="YYYY-MM-DD",
+                       help="also compare the custody bank's statement of that business date")
     check.set_defaults(func=cmd_check)
     return parser
 

@@ -5,19 +5,33 @@ Nothing here runs at import. Tests call ``bootstrap`` with their own settings an
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from config.settings import ConfigError, Settings
+from config.settings import ConfigError, Settings, decode_data_key
 from core.adapters import migrate as migrations
 from core.adapters.batching import GroupCommitter
 from core.adapters.db import create_engine
 from core.adapters.uow import UnitOfWorkFactory
 from core.domain.clock import Clock, SystemClock
+from core.domain.identity import BankBins
 from core.domain.money import Currency
+from core.domain.risk_profile import Questionnaire
 from core.ledger import Ledger
+from core.privacy import DataProtector
+from core.providers.bank import SandboxBank
+from core.providers.identity import SandboxIdentityProvider
+from core.providers.sms import SandboxSms
+from core.services.cards import Cards
+from core.services.kyc import Kyc
+from core.services.registration import Registration
+from core.services.risk import RiskProfiles
+from core.services.wallet import Wallet
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +47,28 @@ class Core:
     uow: UnitOfWorkFactory
     batcher: GroupCommitter
     ledger: Ledger
+    protector: DataProtector
+    sms: SandboxSms
+    identity_provider: SandboxIdentityProvider
+    bank: SandboxBank
+    bins: BankBins
+    registration: Registration
+    kyc: Kyc
+    cards: Cards
+    risk: RiskProfiles
+    wallet: Wallet
 
     async def close(self) -> None:
+        await self.bank.close()
         await self.batcher.close()
         await self.engine.dispose()
+
+    async def deliver_bank_callback(self, payload: dict[str, Any], signature: str) -> str:
+        """How a custody-bank callback enters the platform (HTTP route or sandbox)."""
+        async with self.uow() as uow:
+            outcome = await self.wallet.handle_callback(uow, payload, signature)
+            await uow.commit()
+        return outcome
 
 
 def currency_of(settings: Settings) -> Currency:
@@ -69,12 +101,35 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     clock = clock or SystemClock(settings.tz)
     currency = currency_of(settings)
     uow = UnitOfWorkFactory(engine, clock)
+    if settings.secret_key is None or settings.data_key is None:
+        raise ConfigError("P2P_SECRET_KEY, P2P_DATA_KEY: call config.secrets.ensure_secrets first")
+    protector = DataProtector(decode_data_key(settings.data_key.get_secret_value()))
+    callback_secret = hmac.new(settings.secret_key.get_secret_value().encode(),
+                               b"custody-bank-callback", hashlib.sha256).digest()
+    sandbox = settings.sandbox
+    ledger = Ledger(currency, chunk=settings.batching.post_many_chunk)
+    sms = SandboxSms(clock, failure_rate=sandbox.sms_failure_rate)
+    identity_provider = SandboxIdentityProvider(outcome=sandbox.identity_outcome,
+                                                delay=sandbox.identity_delay_seconds)
+    bank = SandboxBank(uow, sms, callback_secret, delay=sandbox.bank_delay_seconds,
+                       failure_rate=sandbox.bank_failure_rate,
+                       duplicate_rate=sandbox.bank_duplicate_rate,
+                       auto_settle=sandbox.bank_auto_settle)
+    bins = BankBins.load()
+    registration = Registration(settings.registration, protector, sms, ledger)
+    kyc = Kyc(settings.kyc, protector, identity_provider)
+    cards = Cards(protector, bins, bank, kyc, registration,
+                  shared_card_accounts=settings.wallet.aml_shared_card_accounts)
     core = Core(
         settings=settings, engine=engine, clock=clock, currency=currency, uow=uow,
         batcher=GroupCommitter(uow, max_batch=settings.batching.max_batch,
                                max_delay=settings.batching.max_delay_ms / 1000),
-        ledger=Ledger(currency, chunk=settings.batching.post_many_chunk),
+        ledger=ledger, protector=protector, sms=sms, identity_provider=identity_provider,
+        bank=bank, bins=bins, registration=registration, kyc=kyc, cards=cards,
+        risk=RiskProfiles(Questionnaire.load()),
+        wallet=Wallet(settings.wallet, currency, ledger, bank, cards, kyc, callback_secret),
     )
+    bank.deliver = core.deliver_bank_callback
     async with uow() as work:
         await core.ledger.ensure_platform_accounts(work)
         await work.commit()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from decimal import Decimal
 
 from sqlalchemy import func, select, type_coerce
 
@@ -88,3 +89,20 @@ async def no_negative_accounts(uow: UnitOfWork) -> list[str]:
     rows = await uow.conn.execute(
         select(a.code, a.balance).where(a.allow_negative.is_(False), a.balance < 0))
     return [f"account {r.code} is at {r.balance}" for r in rows]
+
+
+@invariant("custody covers every wallet")
+async def custody_covers_wallets(uow: UnitOfWork) -> list[str]:
+    """Custody cash = users' money (available + frozen) + the platform's own funds held there."""
+    a = ledger_accounts.c
+    rows = (await uow.conn.execute(select(a.kind, a.normal_side, a.balance))).all()
+    custody = sum((r.balance for r in rows if r.kind == "custody_cash"), Decimal(0))
+    users = sum((r.balance for r in rows if r.kind in ("user_available", "user_frozen")),
+                Decimal(0))
+    platform = sum((r.balance if r.normal_side == "credit" else -r.balance
+                    for r in rows if r.kind not in ("custody_cash", "user_available",
+                                                    "user_frozen")), Decimal(0))
+    if custody != users + platform:
+        return [f"custody cash {custody} but wallets {users} + platform funds {platform} = "
+                f"{users + platform}"]
+    return []

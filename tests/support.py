@@ -85,6 +85,8 @@ async def pg_drop_database(db: TestDatabase) -> None:
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: object) -> Settings:
+    """Test settings: fixed keys; the sandbox bank settles only when a test tells it to."""
+    overrides.setdefault("sandbox", {"bank_auto_settle": False, "bank_delay_seconds": 0})
     return Settings(database_url=database_url, data_dir=data_dir, secret_key=SECRET_KEY,
                     data_key=DATA_KEY, **overrides)
 

@@ -10,13 +10,18 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
     Text,
+    UniqueConstraint,
+    false,
+    text,
 )
 
 from core.adapters.types import Amount, Id, Json, UtcDateTime
@@ -37,6 +42,196 @@ users = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("created_at", UtcDateTime, nullable=False),
     Column("status", String(16), nullable=False, server_default="active"),
+    # accounts (migration 0002)
+    Column("phone_enc", LargeBinary, nullable=True),
+    Column("phone_hash", String(64), nullable=True),
+    Column("phone_masked", String(32), nullable=True),
+    Column("is_investor", Boolean, nullable=False, server_default=false()),
+    Column("is_borrower", Boolean, nullable=False, server_default=false()),
+    Column("referral_code", String(16), nullable=True),
+    Column("referred_by", Id, nullable=True),
+    Column("locale", String(8), nullable=True),
+    Column("registered_at", UtcDateTime, nullable=True),
+    Column("first_channel", String(32), nullable=True),
+    Column("first_campaign", String(64), nullable=True),
+    Column("first_referrer", String(64), nullable=True),
+    Column("kyc_status", String(16), nullable=False, server_default="unverified"),
+    Index("uq_users_phone_hash", "phone_hash", unique=True),
+    Index("uq_users_referral_code", "referral_code", unique=True),
+)
+
+channel_identities = Table(
+    "channel_identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("external_id", String(64), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=True, index=True),
+    Column("display_name", String(128), nullable=True),
+    Column("locale", String(8), nullable=True),
+    Column("campaign", String(64), nullable=True),
+    Column("referrer", String(64), nullable=True),
+    Column("first_seen_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("unreachable", Boolean, nullable=False, server_default=false()),
+    UniqueConstraint("channel", "external_id", name="uq_channel_identities_channel_external"),
+)
+
+verification_codes = Table(
+    "verification_codes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("phone_hash", String(64), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("code_hash", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("consumed_at", UtcDateTime, nullable=True),
+    Index("ix_verification_codes_phone_time", "phone_hash", "created_at"),
+)
+
+consents = Table(
+    "consents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("document", String(32), nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("accepted_at", UtcDateTime, nullable=False),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("full_name_enc", LargeBinary, nullable=False),
+    Column("name_masked", String(64), nullable=False),
+    Column("id_type", String(16), nullable=False),
+    Column("id_number_enc", LargeBinary, nullable=False),
+    Column("id_hash", String(64), nullable=False),
+    Column("id_masked", String(32), nullable=False),
+    Column("country", String(3), nullable=False),
+    Column("birth_date", Date, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("reason", String(64), nullable=True),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_check_at", UtcDateTime, nullable=True),
+    Column("submitted_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    CheckConstraint("status IN ('pending', 'verified', 'rejected')", name="status"),
+    Index("uq_identities_live_id_hash", "id_hash", unique=True,
+          sqlite_where=text("status <> 'rejected'"),
+          postgresql_where=text("status <> 'rejected'")),
+    Index("ix_identities_pending", "status", "next_check_at"),
+)
+
+documents = Table(
+    "documents",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("content_type", String(64), nullable=False),
+    Column("size", Integer, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("data_enc", LargeBinary, nullable=False),
+    Column("uploaded_at", UtcDateTime, nullable=False),
+)
+
+bank_cards = Table(
+    "bank_cards",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("card_enc", LargeBinary, nullable=False),
+    Column("card_hash", String(64), nullable=False, index=True),
+    Column("last4", String(4), nullable=False),
+    Column("bank_code", String(16), nullable=False),
+    Column("reserved_phone_hash", String(64), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("bank_ref", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("bound_at", UtcDateTime, nullable=True),
+    Column("ended_at", UtcDateTime, nullable=True),
+    CheckConstraint("status IN ('pending', 'active', 'replaced', 'failed')", name="status"),
+    Index("uq_bank_cards_one_active", "user_id", unique=True,
+          sqlite_where=text("status = 'active'"), postgresql_where=text("status = 'active'")),
+)
+
+risk_profiles = Table(
+    "risk_profiles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("level", String(2), nullable=False),
+    Column("score", Integer, nullable=False),
+    Column("answers", Json, nullable=False),
+    Column("version", String(16), nullable=False),
+    Column("assessed_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Index("ix_risk_profiles_user_time", "user_id", "assessed_at"),
+)
+
+payment_orders = Table(
+    "payment_orders",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("fee", Amount, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),
+    Column("card_id", Id, ForeignKey("bank_cards.id"), nullable=True),
+    Column("bank_ref", String(64), nullable=True, unique=True),
+    Column("request_key", String(64), nullable=False, unique=True),
+    Column("failure_reason", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("completed_at", UtcDateTime, nullable=True),
+    CheckConstraint("kind IN ('top_up', 'withdrawal')", name="kind"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("amount > 0", name="positive"),
+    Index("ix_payment_orders_user_time", "user_id", "created_at"),
+)
+
+bank_callbacks = Table(
+    "bank_callbacks",
+    metadata,
+    Column("nonce", String(64), primary_key=True),
+    Column("order_id", String(32), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+)
+
+risk_flags = Table(
+    "risk_flags",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(32), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=True, index=True),
+    Column("subject_key", String(128), nullable=False),
+    Column("details", Json, nullable=True),
+    Column("status", String(16), nullable=False, server_default="open"),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("reviewed_by", Id, nullable=True),
+    Column("reviewed_at", UtcDateTime, nullable=True),
+    UniqueConstraint("kind", "subject_key", name="uq_risk_flags_kind_subject"),
+)
+
+# The custody bank's own book, kept by the sandbox bank (a real bank keeps it on its side).
+sandbox_bank_transactions = Table(
+    "sandbox_bank_transactions",
+    metadata,
+    Column("bank_ref", String(64), primary_key=True),
+    Column("order_id", String(32), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("settled_at", UtcDateTime, nullable=True),
+    Column("business_date", Date, nullable=True, index=True),
 )
 
 # --- ledger ------------------------------------------------------------------------------------

@@ -9,7 +9,8 @@ the busy timeout. Read-only units of work skip the lock and open a plain (deferr
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Any
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from core.adapters.db import READ_ONLY, is_sqlite
 from core.domain.clock import Clock
+
+log = logging.getLogger(__name__)
 
 
 class UnitOfWork:
@@ -30,13 +33,19 @@ class UnitOfWork:
         self._conn: AsyncConnection | None = None
         self._locked = False
         self.committed = False
-        self.after_commit: list[Callable[[], Any]] = []
+        self.after_commit: list[Callable[[], Awaitable[Any]]] = []
+        self.independent: list[Callable[[UnitOfWork], Awaitable[Any]]] = []
 
     @property
     def conn(self) -> AsyncConnection:
         if self._conn is None:
             raise RuntimeError("unit of work used outside `async with`")
         return self._conn
+
+    @property
+    def factory(self) -> UnitOfWorkFactory:
+        """For work that must run in transactions of its own once this one has ended."""
+        return self._factory
 
     @property
     def dialect(self) -> str:
@@ -71,8 +80,34 @@ class UnitOfWork:
         finally:
             self._release()
         if self.committed and exc_type is None:
-            for hook in self.after_commit:
-                hook()
+            await self._run_after_commit()
+        await self._run_independent()
+
+    def record_independently(self, write: Callable[[UnitOfWork], Awaitable[Any]]) -> None:
+        """Schedule a write that must stand whether this transaction commits or not (a failed
+        code attempt, a fraud flag): it runs in its own transaction once this one has ended."""
+        self.independent.append(write)
+
+    async def _run_independent(self) -> None:
+        writes, self.independent = self.independent, []
+        for write in writes:
+            try:
+                async with self._factory() as uow:
+                    await write(uow)
+                    await uow.commit()
+            except Exception:
+                log.exception("independent write failed")
+
+    async def _run_after_commit(self) -> None:
+        """Work that must not happen unless the transaction committed (an SMS, a bank call).
+        It runs after the writer lock is released; a failure is logged, never raised, because
+        the business change already stands."""
+        hooks, self.after_commit = self.after_commit, []
+        for hook in hooks:
+            try:
+                await hook()
+            except Exception:
+                log.exception("after-commit work failed")
 
     def _release(self) -> None:
         if self._locked:

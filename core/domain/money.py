@@ -133,6 +133,36 @@ class Money:
         return f"{self.amount:,.{self.currency.scale}f} {self.currency.code}"
 
 
+_FULL_WIDTH = str.maketrans("０１２３４５６７８９．，", "0123456789.,")
+
+
+def parse_amount(text: str, currency: Currency = CNY) -> Money:
+    """What a user typed -> a positive ``Money``: "1,000.50", "１０００", "¥200", "200元".
+
+    Refuses (``InvalidAmount`` with ``reason``) what is not a number, not positive, or has more
+    decimals than the currency allows; never rounds a user's amount silently.
+    """
+    cleaned = str(text).strip().translate(_FULL_WIDTH).replace(",", "").replace(" ", "")
+    cleaned = cleaned.removeprefix("¥").removeprefix("￥").removesuffix("元")
+    cleaned = cleaned.removesuffix(currency.code).removesuffix(currency.code.lower())
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation as exc:
+        raise InvalidAmount(f"{text!r} is not an amount", reason="not_a_number") from exc
+    if not value.is_finite():
+        raise InvalidAmount(f"{text!r} is not an amount", reason="not_a_number")
+    if value <= 0:
+        raise InvalidAmount(f"{text!r} is not positive", reason="not_positive")
+    try:
+        exact = value.quantize(currency.quantum, rounding=ROUND_DOWN)
+    except InvalidOperation as exc:
+        raise InvalidAmount(f"{text!r} is too large", reason="too_large") from exc
+    if value != exact:
+        raise InvalidAmount(f"{text!r} has too many decimals", reason="too_many_decimals",
+                            scale=currency.scale)
+    return Money(exact, currency)
+
+
 def _to_decimal(value: Decimal | int | str) -> Decimal:
     if isinstance(value, (bool, float)):
         raise InvalidAmount("money is never built from float or bool; pass a str or Decimal")

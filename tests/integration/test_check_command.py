@@ -48,10 +48,23 @@ async def test_check_names_a_posting_tampered_with_in_the_database(core, databas
                  "WHERE transfer_id = :t AND amount > 0"), {"t": paid.transfer_id})
         await uow.commit()
 
-    result = run_check(database_url, tmp_path)
+    try:
+        result = run_check(database_url, tmp_path)
+    finally:
+        await restore_trigger(core)
     assert result.returncode == 1
     assert f"ledger balanced: transfer {paid.transfer_id} postings sum to 1.0000" in result.stdout
     assert f"cached balances equal postings: account user:{alice}:available" in result.stdout
+
+
+async def restore_trigger(core) -> None:
+    """PostgreSQL test runs share one database between tests: put the trigger back."""
+    if core.engine.dialect.name == "postgresql":
+        async with core.uow() as uow:
+            await uow.conn.execute(text(
+                "CREATE TRIGGER ledger_postings_immutable BEFORE UPDATE OR DELETE ON "
+                "ledger_postings FOR EACH ROW EXECUTE FUNCTION ledger_immutable()"))
+            await uow.commit()
 
 
 async def test_posted_entries_cannot_be_edited_or_deleted(core):
@@ -67,3 +80,29 @@ async def test_posted_entries_cannot_be_edited_or_deleted(core):
                 assert "immutable" in str(exc)
             else:
                 raise AssertionError(f"{statement} was allowed")
+
+
+async def test_check_reconcile_lists_a_bank_payment_missing_from_the_ledger(core, database_url,
+                                                                           tmp_path):
+    from decimal import Decimal
+
+    from core.domain.money import Money
+    from tests.integration.accounts_helpers import onboard
+
+    person = await onboard(core)
+    async with core.uow() as uow:
+        order = await core.wallet.request_top_up(uow, person.user_id,
+                                                 Money.of(Decimal("100.00")), "k")
+        await uow.commit()
+    async with core.uow(read_only=True) as uow:
+        ref = (await core.wallet.order(uow, order.id)).bank_ref
+    core.bank.deliver = None  # the bank's callback never reaches us
+    await core.bank.settle(ref, succeeded=True)
+    day = core.clock.today().isoformat()
+    env = {**os.environ, "P2P_DATABASE_URL": database_url, "P2P_DATA_DIR": str(tmp_path),
+           "P2P_SECRET_KEY": SECRET_KEY, "P2P_DATA_KEY": DATA_KEY}
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "check", "--reconcile", day],
+                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                            check=False)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"reconcile {day}: missing_in_ledger: order {order.id}" in result.stdout
