@@ -6,6 +6,8 @@ resources are closed in the cleanup context when the server stops.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -13,15 +15,18 @@ from aiohttp import web
 from sqlalchemy import text
 
 from core.bootstrap import Core
+from core.domain.errors import InvalidCallback
 
 log = logging.getLogger(__name__)
 CORE = web.AppKey("core", Core)
 
 
-def create_app(core: Core, *, close_core: bool = True) -> web.Application:
+def create_app(core: Core, *, close_core: bool = True, background: bool = True
+               ) -> web.Application:
     app = web.Application(client_max_size=6 * 1024 * 1024)
     app[CORE] = core
     app.router.add_get("/healthz", healthz)
+    app.router.add_post("/callbacks/custody", custody_callback)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("P2P Desk serving on the %s database", core.engine.dialect.name)
@@ -30,7 +35,40 @@ def create_app(core: Core, *, close_core: bool = True) -> web.Application:
             await core.close()
 
     app.cleanup_ctx.append(lifecycle)
+    if background:
+        app.cleanup_ctx.append(background_work)
     return app
+
+
+async def background_work(app: web.Application) -> AsyncIterator[None]:
+    """Work that runs beside the server: identity checks waiting for the provider."""
+    core = app[CORE]
+
+    async def identity_checks() -> None:
+        while True:
+            try:
+                await core.kyc.process_pending(core.uow)
+            except Exception:
+                log.exception("identity check pass failed; retrying")
+            await asyncio.sleep(core.settings.kyc.check_interval_seconds)
+
+    task = asyncio.create_task(identity_checks(), name="identity-checks")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def custody_callback(request: web.Request) -> web.Response:
+    """The custody bank posts ``{"payload": {...}, "signature": "..."}`` here."""
+    core = request.app[CORE]
+    try:
+        body = await request.json()
+        outcome = await core.deliver_bank_callback(body["payload"], body["signature"])
+    except (ValueError, KeyError, TypeError, InvalidCallback) as exc:
+        log.warning("refused a custody callback: %s", exc)
+        return web.json_response({"ok": False, "error": "invalid_callback"}, status=400)
+    return web.json_response({"ok": True, "outcome": outcome})
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -90,6 +90,7 @@ class KycSettings(_Group):
     minimum_age: int = Field(18, ge=16, le=30)
     borrower_maximum_age: int = Field(60, ge=30, le=100)
     retry_after_seconds: list[int] = [60, 300, 1800, 7200]
+    check_interval_seconds: float = Field(5.0, gt=0)
     document_max_bytes: int = Field(5 * 1024 * 1024, ge=1024)
     document_types: list[str] = ["image/jpeg", "image/png", "application/pdf"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -15,15 +16,22 @@ from tests.support import DATA_KEY, SECRET_KEY
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_check(database_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
+def _run_check(database_url: str, data_dir: Path, *extra: str
+               ) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "P2P_DATABASE_URL": database_url, "P2P_DATA_DIR": str(data_dir),
            "P2P_SECRET_KEY": SECRET_KEY, "P2P_DATA_KEY": DATA_KEY}
-    return subprocess.run([sys.executable, str(ROOT / "run.py"), "check"], env=env, cwd=data_dir,
-                          capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "check", *extra], env=env,
+                          cwd=data_dir, capture_output=True, text=True, timeout=120, check=False)
+
+
+async def run_check(database_url: str, data_dir: Path, *extra: str
+                    ) -> subprocess.CompletedProcess[str]:
+    """``run.py check`` in a real process, without blocking this test's event loop."""
+    return await asyncio.to_thread(_run_check, database_url, data_dir, *extra)
 
 
 async def test_check_passes_on_a_fresh_database(core, database_url, tmp_path):
-    result = run_check(database_url, tmp_path)
+    result = await run_check(database_url, tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 violation(s)" in result.stdout
 
@@ -34,7 +42,7 @@ async def test_check_names_a_posting_tampered_with_in_the_database(core, databas
         await core.ledger.post(uow, top_up(alice, "100.00", "t-1"))
         paid = await core.ledger.post(uow, pay(alice, bob, "40.00", "t-2"))
         await uow.commit()
-    assert run_check(database_url, tmp_path).returncode == 0
+    assert (await run_check(database_url, tmp_path)).returncode == 0
 
     async with core.uow() as uow:
         # A hand edit by someone with database access: the immutability trigger must go first.
@@ -49,7 +57,7 @@ async def test_check_names_a_posting_tampered_with_in_the_database(core, databas
         await uow.commit()
 
     try:
-        result = run_check(database_url, tmp_path)
+        result = await run_check(database_url, tmp_path)
     finally:
         await restore_trigger(core)
     assert result.returncode == 1
@@ -99,10 +107,6 @@ async def test_check_reconcile_lists_a_bank_payment_missing_from_the_ledger(core
     core.bank.deliver = None  # the bank's callback never reaches us
     await core.bank.settle(ref, succeeded=True)
     day = core.clock.today().isoformat()
-    env = {**os.environ, "P2P_DATABASE_URL": database_url, "P2P_DATA_DIR": str(tmp_path),
-           "P2P_SECRET_KEY": SECRET_KEY, "P2P_DATA_KEY": DATA_KEY}
-    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "check", "--reconcile", day],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            check=False)
+    result = await run_check(database_url, tmp_path, "--reconcile", day)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"reconcile {day}: missing_in_ledger: order {order.id}" in result.stdout
