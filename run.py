@@ -12,6 +12,7 @@ from datetime import date
 
 from config.secrets import ensure_secrets
 from config.settings import ConfigError, Settings, load_settings
+from core.domain.errors import DomainError
 
 log = logging.getLogger("p2p")
 
@@ -83,6 +84,31 @@ def cmd_check(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_schedule(args: argparse.Namespace) -> int:
+    """Print a repayment schedule as CSV for operations staff (no database needed)."""
+    import csv
+    from decimal import Decimal
+
+    from core.bootstrap import currency_of
+    from core.domain.money import parse_amount
+    from core.domain.schedule import build_schedule
+
+    currency = currency_of(load_settings())
+    try:
+        amount = parse_amount(args.amount, currency)
+        rate = Decimal(args.rate) / 100
+        rows = build_schedule(amount, rate, args.months, args.method, args.start or date.today())
+    except (ValueError, ArithmeticError, DomainError) as exc:
+        print(f"schedule: {exc}", file=sys.stderr)
+        return 2
+    out = csv.writer(sys.stdout, lineterminator="\n")
+    out.writerow(["period", "due_date", "payment", "principal", "interest", "remaining"])
+    for row in rows:
+        out.writerow([row.period, row.due_date.isoformat(), row.payment.amount,
+                      row.principal.amount, row.interest.amount, row.remaining.amount])
+    return 0
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -111,6 +137,19 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--reconcile", type=_date, metavar="YYYY-MM-DD",
                        help="also compare the custody bank's statement of that business date")
     check.set_defaults(func=cmd_check)
+    schedule = sub.add_parser(
+        "schedule", help="print a repayment schedule as CSV",
+        description="Print a loan's repayment schedule as CSV: "
+                    "period,due_date,payment,principal,interest,remaining.")
+    schedule.add_argument("--amount", required=True, help="principal, e.g. 10000 or 10000.00")
+    schedule.add_argument("--rate", required=True, help="annual rate in percent (12 means 12%%)")
+    schedule.add_argument("--months", required=True, type=int, help="term in months")
+    schedule.add_argument("--method", required=True,
+                          choices=["equal_installment", "equal_principal", "interest_first",
+                                   "bullet"], help="repayment method")
+    schedule.add_argument("--start", type=_date, metavar="YYYY-MM-DD",
+                          help="disbursement date (default: today)")
+    schedule.set_defaults(func=cmd_schedule)
     return parser
 
 

@@ -128,6 +128,96 @@ class SandboxSettings(_Group):
     bank_auto_settle: bool = True
 
 
+RepaymentMethod = Literal["equal_installment", "equal_principal", "interest_first", "bullet"]
+
+
+class ProductSettings(_Group):
+    """A loan product. Percentages are percent (2.5 means 2.5%)."""
+
+    name_zh: str
+    name_en: str
+    borrower: Literal["person", "company"] = "person"
+    min_amount: Decimal
+    max_amount: Decimal
+    terms: list[int]
+    methods: list[RepaymentMethod]
+    service_fee_pct: Decimal = Decimal("2.0")
+    management_fee_pct: Decimal = Decimal("10.0")
+    required_proofs: list[str] = []
+    listing_hours: int = Field(72, ge=1)
+    secured: bool = False
+    auto_disburse: bool = True
+    use_of_funds_proof_above: Decimal | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProductSettings:
+        if not 0 < self.min_amount <= self.max_amount:
+            raise ValueError("min_amount must be positive and at most max_amount")
+        if not self.terms or any(t < 1 or t > 360 for t in self.terms):
+            raise ValueError("terms must be 1-360 months")
+        if not self.methods:
+            raise ValueError("at least one repayment method")
+        for name in ("service_fee_pct", "management_fee_pct"):
+            if not 0 <= getattr(self, name) < 100:
+                raise ValueError(f"{name} must be 0-100")
+        return self
+
+
+def _default_products() -> dict[str, ProductSettings]:
+    return {
+        "consumer": ProductSettings(
+            name_zh="个人消费贷", name_en="Personal consumer loan", min_amount=Decimal("1000"),
+            max_amount=Decimal("200000"), terms=[3, 6, 12, 24, 36],
+            methods=["equal_installment", "equal_principal"], service_fee_pct=Decimal("2.0"),
+            required_proofs=["income_proof"], listing_hours=72),
+        "small_business": ProductSettings(
+            name_zh="小微企业经营贷", name_en="Small-business loan", borrower="company",
+            min_amount=Decimal("10000"), max_amount=Decimal("1000000"), terms=[6, 12, 24],
+            methods=["equal_installment", "interest_first"], service_fee_pct=Decimal("3.0"),
+            required_proofs=["business_license", "bank_statement"], listing_hours=120,
+            auto_disburse=False, use_of_funds_proof_above=Decimal("50000")),
+        "car": ProductSettings(
+            name_zh="车辆抵押贷", name_en="Car-secured loan", min_amount=Decimal("10000"),
+            max_amount=Decimal("200000"), terms=[6, 12, 24, 36],
+            methods=["equal_installment", "interest_first"], service_fee_pct=Decimal("2.5"),
+            required_proofs=["vehicle_registration"], listing_hours=72, secured=True),
+        "property": ProductSettings(
+            name_zh="房产抵押贷", name_en="Property-secured loan", min_amount=Decimal("50000"),
+            max_amount=Decimal("200000"), terms=[12, 24, 36],
+            methods=["equal_installment", "interest_first", "bullet"],
+            service_fee_pct=Decimal("1.5"), required_proofs=["property_certificate"],
+            listing_hours=168, secured=True, auto_disburse=False),
+    }
+
+
+class LendingSettings(_Group):
+    products: dict[str, ProductSettings] = Field(default_factory=_default_products)
+    # Regulatory borrowing caps (2016 interim measures, Art. 17), outstanding principal.
+    cap_person_platform: Decimal = Decimal("200000")
+    cap_person_total: Decimal = Decimal("1000000")
+    cap_company_platform: Decimal = Decimal("1000000")
+    cap_company_total: Decimal = Decimal("5000000")
+    credit_policy_file: Path | None = None
+    max_applications_24h: int = Field(3, ge=1)
+    max_debt_to_income: Decimal = Decimal("0.60")
+    blacklist_identity_hashes: list[str] = []
+    blacklist_phone_hashes: list[str] = []
+    min_bid: Decimal = Decimal("100")
+    bid_multiple: Decimal = Decimal("100")
+    novice_cap: Decimal = Decimal("5000")
+    protection_contribution_pct: Decimal = Decimal("1.0")
+    agreement_version: str = "2026-01"
+
+
+class PromotionSettings(_Group):
+    signup_red_packet: Decimal = Decimal("20.00")
+    red_packet_min_investment: Decimal = Decimal("1000.00")
+    red_packet_valid_days: int = Field(30, ge=1)
+    referral_reward: Decimal = Decimal("50.00")
+    interest_boost_pct: Decimal = Decimal("1.0")
+    interest_boost_valid_days: int = Field(30, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -156,6 +246,8 @@ class Settings(BaseSettings):
     kyc: KycSettings = KycSettings()
     wallet: WalletSettings = WalletSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    lending: LendingSettings = LendingSettings()
+    promotions: PromotionSettings = PromotionSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -22,3 +22,14 @@ async def track(uow: UnitOfWork, name: str, user_id: int | None = None, channel:
         name=name, occurred_at=at or uow.clock.now(), user_id=user_id, channel=channel,
         campaign=campaign, props=props,
     ))
+
+
+async def track_many(uow: UnitOfWork, events: list[dict[str, Any]]) -> None:
+    """Append many events with one statement (keys as in ``track``)."""
+    if not events:
+        return
+    now = uow.clock.now()
+    await uow.conn.execute(analytics_events.insert(), [
+        {"name": e["name"], "occurred_at": e.get("at") or now, "user_id": e.get("user_id"),
+         "channel": e.get("channel"), "campaign": e.get("campaign"), "props": e.get("props")}
+        for e in events])

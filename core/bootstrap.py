@@ -22,6 +22,7 @@ from core.domain.clock import Clock, SystemClock
 from core.domain.identity import BankBins
 from core.domain.money import Currency
 from core.domain.risk_profile import Questionnaire
+from core.domain.scorecard import CreditPolicy
 from core.ledger import Ledger
 from core.privacy import DataProtector
 from core.providers.bank import SandboxBank
@@ -29,6 +30,13 @@ from core.providers.identity import SandboxIdentityProvider
 from core.providers.sms import SandboxSms
 from core.services.cards import Cards
 from core.services.kyc import Kyc
+from core.services.lending.agreements import Agreements
+from core.services.lending.applications import Applications
+from core.services.lending.autoinvest import AutoInvest
+from core.services.lending.funding import Funding
+from core.services.lending.investing import Investing
+from core.services.lending.listings import Listings
+from core.services.lending.promotions import Promotions
 from core.services.registration import Registration
 from core.services.risk import RiskProfiles
 from core.services.wallet import Wallet
@@ -57,6 +65,14 @@ class Core:
     cards: Cards
     risk: RiskProfiles
     wallet: Wallet
+    policy: CreditPolicy
+    listings: Listings
+    applications: Applications
+    investing: Investing
+    funding: Funding
+    auto_invest: AutoInvest
+    promotions: Promotions
+    agreements: Agreements
 
     async def close(self) -> None:
         await self.bank.close()
@@ -120,16 +136,33 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     kyc = Kyc(settings.kyc, protector, identity_provider)
     cards = Cards(protector, bins, bank, kyc, registration,
                   shared_card_accounts=settings.wallet.aml_shared_card_accounts)
+    questionnaire = Questionnaire.load()
+    lending = settings.lending
+    policy = CreditPolicy.load(lending.credit_policy_file)
+    listings = Listings(lending, currency, protector)
+    investing = Investing(lending, currency, ledger, questionnaire)
+    funding = Funding(lending, currency, ledger)
+    promotions = Promotions(settings.promotions, currency, ledger)
+    auto_invest = AutoInvest(lending, currency, ledger, investing, questionnaire)
+    applications = Applications(lending, currency, policy, kyc, cards, listings, protector,
+                                settings.kyc.borrower_maximum_age)
     core = Core(
         settings=settings, engine=engine, clock=clock, currency=currency, uow=uow,
         batcher=GroupCommitter(uow, max_batch=settings.batching.max_batch,
                                max_delay=settings.batching.max_delay_ms / 1000),
         ledger=ledger, protector=protector, sms=sms, identity_provider=identity_provider,
         bank=bank, bins=bins, registration=registration, kyc=kyc, cards=cards,
-        risk=RiskProfiles(Questionnaire.load()),
+        risk=RiskProfiles(questionnaire),
         wallet=Wallet(settings.wallet, currency, ledger, bank, cards, kyc, callback_secret),
+        policy=policy, listings=listings, applications=applications, investing=investing,
+        funding=funding, auto_invest=auto_invest, promotions=promotions,
+        agreements=Agreements(lending, protector),
     )
     bank.deliver = core.deliver_bank_callback
+    investing.on_funded.append(funding.on_funded)
+    funding.on_disbursed.append(promotions.pay_referral_rewards)
+    listings.on_listed.append(lambda work, loan_id: auto_invest.match(work, [loan_id]))
+    kyc.on_verified.append(promotions.grant_signup_red_packet)
     async with uow() as work:
         await core.ledger.ensure_platform_accounts(work)
         await work.commit()

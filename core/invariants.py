@@ -106,3 +106,56 @@ async def custody_covers_wallets(uow: UnitOfWork) -> list[str]:
         return [f"custody cash {custody} but wallets {users} + platform funds {platform} = "
                 f"{users + platform}"]
     return []
+
+
+@invariant("no listing oversold")
+async def listings_not_oversold(uow: UnitOfWork) -> list[str]:
+    """Each loan's funded amount is what its live bids add up to, and never above the amount."""
+    from core.adapters.tables import bids, loans
+
+    b, lo = bids.c, loans.c
+    live = (select(b.loan_id, func.sum(b.amount).label("total"))
+            .where(b.status != "refunded").group_by(b.loan_id).subquery())
+    total = type_coerce(func.coalesce(live.c.total, 0), Amount)
+    rows = await uow.conn.execute(
+        select(lo.id, lo.status, lo.amount, lo.funded, total.label("bids"))
+        .select_from(loans.outerjoin(live, live.c.loan_id == lo.id))
+        .where(lo.status != "cancelled"))
+    problems = []
+    for r in rows:
+        if r.funded != r.bids:
+            problems.append(f"loan {r.id} records {r.funded} funded but its bids add up to "
+                            f"{r.bids}")
+        if r.bids > r.amount:
+            problems.append(f"loan {r.id} is oversold: bids {r.bids} > amount {r.amount}")
+        if r.status in ("funded", "active", "overdue", "repaid") and r.bids != r.amount:
+            problems.append(f"loan {r.id} is {r.status} with bids {r.bids} of {r.amount}")
+    return problems
+
+
+@invariant("claims sum to outstanding principal")
+async def claims_match_outstanding(uow: UnitOfWork) -> list[str]:
+    """A disbursed loan's outstanding principal = principal disbursed - principal repaid, and
+    the investors' claims (their bids, less what was repaid to them) add up to it."""
+    from core.adapters.tables import bids, installments, loans
+
+    b, lo, i = bids.c, loans.c, installments.c
+    claims = (select(b.loan_id, func.sum(b.amount).label("claims"))
+              .where(b.status == "active").group_by(b.loan_id).subquery())
+    repaid = (select(i.loan_id, func.sum(i.paid_principal).label("repaid"))
+              .group_by(i.loan_id).subquery())
+    rows = await uow.conn.execute(
+        select(lo.id, lo.amount, lo.principal_outstanding,
+               type_coerce(func.coalesce(claims.c.claims, 0), Amount).label("claims"),
+               type_coerce(func.coalesce(repaid.c.repaid, 0), Amount).label("repaid"))
+        .select_from(loans.outerjoin(claims, claims.c.loan_id == lo.id)
+                     .outerjoin(repaid, repaid.c.loan_id == lo.id))
+        .where(lo.status.in_(("active", "overdue", "repaid"))))
+    problems = []
+    for r in rows:
+        if r.principal_outstanding != r.amount - r.repaid:
+            problems.append(f"loan {r.id} outstanding {r.principal_outstanding} but disbursed "
+                            f"{r.amount} - repaid {r.repaid} = {r.amount - r.repaid}")
+        if r.claims != r.amount:
+            problems.append(f"loan {r.id} claims {r.claims} differ from principal {r.amount}")
+    return problems

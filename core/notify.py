@@ -29,3 +29,14 @@ async def enqueue(uow: UnitOfWork, user_id: int | None, template: str, params: d
     row = (await uow.conn.execute(
         select(outbox.c.id).where(outbox.c.dedupe_key == dedupe_key))).one()
     return int(row.id)
+
+
+async def enqueue_many(uow: UnitOfWork, notices: list[dict[str, Any]]) -> None:
+    """Add many notices with one statement; ones whose dedupe key exists are skipped."""
+    if not notices:
+        return
+    now = uow.clock.now()
+    rows = [{"user_id": n["user_id"], "template": n["template"], "params": n["params"],
+             "dedupe_key": n["dedupe_key"], "not_before": n.get("not_before") or now,
+             "created_at": now, "status": "pending", "attempts": 0} for n in notices]
+    await uow.conn.execute(insert_ignore(uow, outbox, conflict=["dedupe_key"]), rows)

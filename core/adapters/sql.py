@@ -11,8 +11,12 @@ from sqlalchemy.sql.dml import Insert
 from core.adapters.uow import UnitOfWork
 
 
-def insert_ignore(uow: UnitOfWork, table: Table, values: dict[str, Any] | list[dict[str, Any]],
+def insert_ignore(uow: UnitOfWork, table: Table, values: dict[str, Any] | None = None, *,
                   conflict: list[str]) -> Insert:
-    """INSERT that silently keeps the existing row when ``conflict`` columns collide."""
+    """INSERT that silently keeps the existing row when ``conflict`` columns collide. Without
+    ``values``, execute it with a list of rows (one executemany)."""
     dialect_insert = postgresql.insert if uow.dialect == "postgresql" else sqlite.insert
-    return dialect_insert(table).values(values).on_conflict_do_nothing(index_elements=conflict)
+    statement = dialect_insert(table)
+    if values is not None:
+        statement = statement.values(values)
+    return statement.on_conflict_do_nothing(index_elements=conflict)

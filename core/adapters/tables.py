@@ -24,7 +24,7 @@ from sqlalchemy import (
     text,
 )
 
-from core.adapters.types import Amount, Id, Json, UtcDateTime
+from core.adapters.types import Amount, Id, Json, Ratio, UtcDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -313,4 +313,166 @@ analytics_events = Table(
     Index("ix_analytics_events_time", "occurred_at"),
     Index("ix_analytics_events_name_time", "name", "occurred_at"),
     Index("ix_analytics_events_user_time", "user_id", "occurred_at"),
+)
+
+# --- lending (migration 0003) ------------------------------------------------------------------
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("actor_kind", String(16), nullable=False),  # staff | system | user
+    Column("actor_id", Id, nullable=True),
+    Column("action", String(48), nullable=False),
+    Column("subject_kind", String(32), nullable=False),
+    Column("subject_id", String(64), nullable=False),
+    Column("details", Json, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_audit_log_subject", "subject_kind", "subject_id"),
+    Index("ix_audit_log_at", "at"),
+)
+
+loan_applications = Table(
+    "loan_applications",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("product", String(32), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("term_months", Integer, nullable=False),
+    Column("method", String(24), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("facts", Json, nullable=False),  # income, employment, debts, collateral (as given)
+    Column("status", String(16), nullable=False),
+    Column("score", Integer, nullable=True),
+    Column("pd", Ratio, nullable=True),
+    Column("grade", String(2), nullable=True),
+    Column("risk_level", String(2), nullable=True),
+    Column("annual_rate", Ratio, nullable=True),
+    Column("reason", String(64), nullable=True),
+    Column("flags", Json, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("decided_at", UtcDateTime, nullable=True),
+    Column("decided_by", Id, nullable=True),
+    CheckConstraint("status IN ('review', 'approved', 'rejected', 'withdrawn')", name="status"),
+    CheckConstraint("amount > 0", name="positive"),
+    Index("ix_loan_applications_status", "status", "created_at"),
+)
+
+due_diligence_notes = Table(
+    "due_diligence_notes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("application_id", Id, ForeignKey("loan_applications.id"), nullable=False,
+           index=True),
+    Column("staff_id", Id, nullable=False),
+    Column("note", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+loans = Table(
+    "loans",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("application_id", Id, ForeignKey("loan_applications.id"), nullable=False,
+           unique=True),
+    Column("borrower_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("product", String(32), nullable=False),
+    Column("amount", Amount, nullable=False),
+    Column("term_months", Integer, nullable=False),
+    Column("method", String(24), nullable=False),
+    Column("annual_rate", Ratio, nullable=False),
+    Column("grade", String(2), nullable=False),
+    Column("risk_level", String(2), nullable=False),
+    Column("purpose", String(200), nullable=False),
+    Column("facts", Json, nullable=False),  # masked borrower facts shown on the listing
+    Column("status", String(16), nullable=False),
+    Column("funded", Amount, nullable=False, server_default="0"),
+    Column("investors", Integer, nullable=False, server_default="0"),
+    Column("novice_only", Boolean, nullable=False, server_default=false()),
+    Column("listed_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("funded_at", UtcDateTime, nullable=True),
+    Column("disbursed_at", UtcDateTime, nullable=True),
+    Column("closed_at", UtcDateTime, nullable=True),
+    Column("service_fee", Amount, nullable=True),
+    Column("protection_fee", Amount, nullable=True),
+    Column("principal_outstanding", Amount, nullable=False, server_default="0"),
+    Column("agreement_version", String(16), nullable=True),
+    CheckConstraint(
+        "status IN ('listed', 'funded', 'cancelled', 'active', 'overdue', 'repaid', "
+        "'written_off')", name="status"),
+    CheckConstraint("funded >= 0 AND funded <= amount", name="not_oversold"),
+    Index("ix_loans_status_listed", "status", "listed_at"),
+    Index("ix_loans_status_expires", "status", "expires_at"),
+)
+
+bids = Table(
+    "bids",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("loan_id", Id, ForeignKey("loans.id"), nullable=False, index=True),
+    Column("investor_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("amount", Amount, nullable=False),
+    Column("status", String(16), nullable=False),  # frozen | active | refunded
+    Column("request_key", String(80), nullable=False, unique=True),
+    Column("auto", Boolean, nullable=False, server_default=false()),
+    Column("voucher_id", Id, nullable=True),
+    Column("channel", String(16), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("status IN ('frozen', 'active', 'refunded')", name="status"),
+)
+
+installments = Table(
+    "installments",
+    metadata,
+    Column("loan_id", Id, ForeignKey("loans.id"), primary_key=True),
+    Column("period", Integer, primary_key=True),
+    Column("due_date", Date, nullable=False),
+    Column("principal", Amount, nullable=False),
+    Column("interest", Amount, nullable=False),
+    Column("paid_principal", Amount, nullable=False, server_default="0"),
+    Column("paid_interest", Amount, nullable=False, server_default="0"),
+    Column("penalty", Amount, nullable=False, server_default="0"),
+    Column("paid_penalty", Amount, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False, server_default="due"),
+    Column("paid_at", UtcDateTime, nullable=True),
+    Index("ix_installments_due", "due_date", "status"),
+)
+
+auto_invest_rules = Table(
+    "auto_invest_rules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("investor_id", Id, ForeignKey("users.id"), nullable=False, unique=True),
+    Column("grades", Json, nullable=False),
+    Column("min_rate", Ratio, nullable=False),
+    Column("max_rate", Ratio, nullable=False),
+    Column("min_term", Integer, nullable=False),
+    Column("max_term", Integer, nullable=False),
+    Column("amount_per_loan", Amount, nullable=False),
+    Column("keep_balance", Amount, nullable=False),
+    Column("total_cap", Amount, nullable=False),
+    Column("max_share_pct", Ratio, nullable=False),
+    Column("active", Boolean, nullable=False),
+    Column("authorised_at", UtcDateTime, nullable=False),
+    Column("last_matched_at", UtcDateTime, nullable=True),
+)
+
+vouchers = Table(
+    "vouchers",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("user_id", Id, ForeignKey("users.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),  # red_packet | interest_boost
+    Column("value", Amount, nullable=False, server_default="0"),
+    Column("min_investment", Amount, nullable=False, server_default="0"),
+    Column("boost", Ratio, nullable=False, server_default="0"),
+    Column("status", String(16), nullable=False),  # available | used | expired
+    Column("source_key", String(80), nullable=False, unique=True),
+    Column("granted_at", UtcDateTime, nullable=False),
+    Column("expires_at", UtcDateTime, nullable=False),
+    Column("used_at", UtcDateTime, nullable=True),
+    Column("bid_id", Id, nullable=True),
 )

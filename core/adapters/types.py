@@ -57,3 +57,26 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+RATIO_SCALE = 6
+
+
+class Ratio(TypeDecorator[Decimal]):
+    """A rate or share (0.085 = 8.5%) stored as an exact integer of millionths."""
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> int | None:
+        if value is None:
+            return None
+        scaled = Decimal(value).scaleb(RATIO_SCALE)
+        if scaled != scaled.to_integral_value():
+            raise ValueError(f"{value} has more than {RATIO_SCALE} decimals")
+        return int(scaled)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(int(value)).scaleb(-RATIO_SCALE).normalize()

@@ -236,3 +236,96 @@ class InvalidCallback(WalletError):
 
 class BankUnavailable(WalletError):
     code = "bank_unavailable"
+
+
+# --- lending ----------------------------------------------------------------------------------
+
+
+class LendingError(DomainError):
+    code = "lending_error"
+
+
+class UnknownProduct(LendingError):
+    code = "unknown_product"
+
+
+class AmountOutOfRange(LendingError):
+    code = "amount_out_of_range"
+
+
+class TermNotOffered(LendingError):
+    code = "term_not_offered"
+
+
+class MethodNotOffered(LendingError):
+    code = "method_not_offered"
+
+
+class BorrowerRequired(LendingError):
+    code = "borrower_required"
+
+
+class InvestorRequired(LendingError):
+    code = "investor_required"
+
+
+class BorrowingCapExceeded(LendingError):
+    """``params['cap']``: person_platform, person_total, company_platform or company_total."""
+
+    code = "borrowing_cap_exceeded"
+
+
+class ApplicationNotReviewable(LendingError):
+    code = "application_not_reviewable"
+
+
+class RateAboveCap(LendingError):
+    code = "rate_above_cap"
+
+
+class ListingClosed(LendingError):
+    code = "listing_closed"
+
+
+class OwnListing(LendingError):
+    code = "own_listing"
+
+
+class BidBelowMinimum(LendingError):
+    code = "bid_below_minimum"
+
+
+class BidNotMultiple(LendingError):
+    code = "bid_not_multiple"
+
+
+class BidExceedsRemaining(LendingError):
+    """``params['remaining']``: what is still open on the listing."""
+
+    code = "bid_exceeds_remaining"
+
+
+class NoviceOnly(LendingError):
+    code = "novice_only"
+
+
+class NoviceCapExceeded(LendingError):
+    code = "novice_cap_exceeded"
+
+
+class VoucherUnavailable(LendingError):
+    """``params['reason']``: expired, used, not_yours, below_minimum."""
+
+    code = "voucher_unavailable"
+
+
+class UnknownLoan(LendingError):
+    code = "unknown_loan"
+
+
+class NotAParty(LendingError):
+    code = "not_a_party"
+
+
+class InvalidAutoInvestRule(LendingError):
+    code = "invalid_auto_invest_rule"

@@ -7,9 +7,11 @@ largest-remainder method, so the parts always add up to the whole to the last ce
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
+from fractions import Fraction
 
 from core.domain.errors import CurrencyMismatch, InvalidAmount
 
@@ -191,8 +193,10 @@ def split(total: Money, weights: Sequence[Decimal | int]) -> list[Money]:
         raise InvalidAmount("split weights must not all be zero")
     sign = -1 if total.amount < 0 else 1
     units = abs(total.minor_units)
-    shares = [Decimal(units) * w / weight_sum for w in exact_weights]
-    floors = [int(s) for s in shares]  # shares are >= 0, int() truncates toward zero
+    # Exact rational shares: Decimal division would round at 28 digits and break exact ties.
+    whole = Fraction(weight_sum)
+    shares = [Fraction(units) * Fraction(w) / whole for w in exact_weights]
+    floors = [math.floor(s) for s in shares]
     left = units - sum(floors)
     order = sorted(range(len(shares)), key=lambda i: (-(shares[i] - floors[i]), i))
     for i in order[:left]:

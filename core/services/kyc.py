@@ -10,6 +10,7 @@ same number is refused and flagged for anti-fraud review.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -75,6 +76,8 @@ class Kyc:
         self.settings = settings
         self.protector = protector
         self.provider = provider
+        # Called with (uow, user_id, identity hash) when a user is verified (sign-up rewards).
+        self.on_verified: list[Callable[[UnitOfWork, int, str], Awaitable[Any]]] = []
 
     async def submit(self, uow: UnitOfWork, user_id: int, *, full_name: str, id_type: str,
                      id_number: str, country: str = "CHN",
@@ -173,6 +176,9 @@ class Kyc:
                                .values(kyc_status=status))
         await analytics.track(uow, "kyc_verified" if verified else "kyc_rejected",
                               user_id=row.user_id)
+        if verified:
+            for hook in self.on_verified:
+                await hook(uow, row.user_id, row.id_hash)
         await notify.enqueue(uow, row.user_id, "kyc_result",
                              {"status": status, "reason": None if verified else "name_id_mismatch"},
                              dedupe_key=f"kyc_result:{row.id}")

@@ -45,7 +45,8 @@ async def test_a_matching_identity_is_verified_and_the_user_is_told(core):
     done = await state(core, person.user_id)
     assert done.status == "verified"
     async with core.uow(read_only=True) as uow:
-        notice = (await uow.conn.execute(select(outbox.c.template, outbox.c.params))).one()
+        notice = (await uow.conn.execute(select(outbox.c.template, outbox.c.params).where(
+            outbox.c.template == "kyc_result"))).one()
         stored = (await uow.conn.execute(select(identities.c.id_number_enc))).scalar_one()
     assert notice.template == "kyc_result" and notice.params["status"] == "verified"
     assert number.encode() not in stored

@@ -1,0 +1,1 @@
+"""The marketplace: applications, scoring and review, listings, bids, funding, promotions."""
