@@ -79,3 +79,31 @@ def test_migrate_then_check_on_a_new_sqlite_file(tmp_path):
     result = run("check", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "0 violation(s)" in result.stdout
+
+
+def test_schedule_prints_a_csv_whose_principal_adds_up_to_the_amount(tmp_path):
+    import csv
+    from decimal import Decimal
+
+    result = run("schedule", "--amount", "10000", "--rate", "12", "--months", "12",
+                 "--method", "equal_installment", "--start", "2026-01-31", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = list(csv.DictReader(result.stdout.splitlines()))
+    assert list(rows[0]) == ["period", "due_date", "payment", "principal", "interest",
+                             "remaining"]
+    assert len(rows) == 12
+    assert rows[0]["payment"] == "888.49" and rows[0]["due_date"] == "2026-02-28"
+    assert sum(Decimal(r["principal"]) for r in rows) == Decimal("10000.00")
+    assert rows[-1]["remaining"] == "0.00"
+
+
+@pytest.mark.parametrize("args", [["--amount", "abc"], ["--amount", "100.001"],
+                                  ["--amount", "-5"], ["--rate", "x"], ["--months", "0"]])
+def test_schedule_refuses_bad_input_with_a_message(args, tmp_path):
+    values = {"--amount": "10000", "--rate": "12", "--months": "12"}
+    values.update(dict(zip(args[::2], args[1::2], strict=True)))
+    flat = [item for pair in values.items() for item in pair]
+    result = run("schedule", *flat, "--method", "bullet", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "schedule:" in result.stderr
+    assert result.stdout == ""
