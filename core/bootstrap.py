@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from config.settings import ConfigError, Settings, decode_data_key
 from core.adapters import migrate as migrations
-from core.adapters.batching import GroupCommitter
+from core.adapters.batching import Coalescer, GroupCommitter
 from core.adapters.db import create_engine
 from core.adapters.uow import UnitOfWorkFactory
 from core.domain.clock import Clock, SystemClock
@@ -73,8 +73,10 @@ class Core:
     auto_invest: AutoInvest
     promotions: Promotions
     agreements: Agreements
+    bid_desk: Coalescer[Any, Any]
 
     async def close(self) -> None:
+        await self.bid_desk.close()
         await self.bank.close()
         await self.batcher.close()
         await self.engine.dispose()
@@ -157,6 +159,8 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
         policy=policy, listings=listings, applications=applications, investing=investing,
         funding=funding, auto_invest=auto_invest, promotions=promotions,
         agreements=Agreements(lending, protector),
+        bid_desk=Coalescer(uow, investing.invest_many, max_batch=settings.batching.max_batch,
+                           max_delay=settings.batching.max_delay_ms / 1000),
     )
     bank.deliver = core.deliver_bank_callback
     investing.on_funded.append(funding.on_funded)

@@ -16,12 +16,14 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from core.adapters.uow import UnitOfWork, UnitOfWorkFactory
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+Req = TypeVar("Req")
+Res = TypeVar("Res")
 Operation = Callable[[UnitOfWork], Awaitable[Any]]
 
 
@@ -126,3 +128,74 @@ def _resolve(future: asyncio.Future[Any], value: Any) -> None:
 def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
     if not future.done():
         future.set_exception(exc)
+
+
+class Coalescer(Generic[Req, Res]):
+    """Collect concurrent requests and hand them to a bulk handler in one transaction.
+
+    Where ``GroupCommitter`` runs operations one after another in a shared transaction, a
+    coalescer gives the whole batch to one function that reads what it needs once and writes in
+    bulk (``Investing.invest_many``). The handler returns one result or exception per request,
+    in order, and must refuse bad requests individually; if it raises, each request is retried
+    alone so one poisoned request cannot fail the rest.
+    """
+
+    def __init__(self, uow_factory: UnitOfWorkFactory,
+                 handler: Callable[[UnitOfWork, list[Req]], Awaitable[list[Res | Exception]]],
+                 *, max_batch: int = 500, max_delay: float = 0.001) -> None:
+        self._uow = uow_factory
+        self._handler = handler
+        self.max_batch = max_batch
+        self.max_delay = max_delay
+        self._queue: list[tuple[Req, asyncio.Future[Res]]] = []
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def submit(self, request: Req) -> Res:
+        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
+        self._queue.append((request, future))
+        self._wakeup.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._flush_forever(), name="coalescer")
+        return await future
+
+    async def close(self) -> None:
+        if self._task is not None:
+            await asyncio.gather(*(f for _, f in self._queue), return_exceptions=True)
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self.max_delay and len(self._queue) < self.max_batch:
+                await asyncio.sleep(self.max_delay)
+            while self._queue:
+                batch, self._queue = (self._queue[: self.max_batch],
+                                      self._queue[self.max_batch:])
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[tuple[Req, asyncio.Future[Res]]]) -> None:
+        try:
+            async with self._uow() as uow:
+                results = await self._handler(uow, [request for request, _ in batch])
+                await uow.commit()
+        except Exception as exc:
+            log.warning("coalesced batch of %d failed (%s); retrying one by one",
+                        len(batch), exc)
+            if len(batch) == 1:
+                _reject(batch[0][1], exc)
+                return
+            for item in batch:
+                await self._flush([item])
+            return
+        self.batches += 1
+        for (_, future), result in zip(batch, results, strict=True):
+            if isinstance(result, Exception):
+                _reject(future, result)
+            else:
+                _resolve(future, result)

@@ -325,3 +325,21 @@ async def test_the_agreement_shows_each_reader_their_own_name_and_masks_the_rest
             await core.agreements.render(uow, loan_id, stranger.user_id)
     assert "借款人：张三" in for_borrower and "出借人（投资人）：张*" in for_borrower
     assert "Borrower: 张*" in for_investor and "equal installments" in for_investor
+
+
+async def test_the_bid_desk_takes_a_flash_crowd_in_few_transactions_without_overselling(core):
+    _, loan_id = await listed_loan(core, "20000")
+    crowd = [await investor(core, "1000.00") for _ in range(30)]
+    requests = [BidRequest(p.user_id, loan_id, cny("1000"), f"flash-{i}")
+                for i, p in enumerate(crowd)]
+    batches_before = core.bid_desk.batches
+    results = await asyncio.gather(*(core.bid_desk.submit(r) for r in requests),
+                                   return_exceptions=True)
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BidExceedsRemaining)]
+    assert (len(won), len(lost)) == (20, 10)
+    assert core.bid_desk.batches - batches_before <= 3
+    assert sum((w.amount.amount for w in won), Decimal(0)) == Decimal("20000")
+    async with core.uow(read_only=True) as uow:
+        assert (await core.listings.get(uow, loan_id)).status == "active"  # auto-disbursed
+    await no_violations(core)
