@@ -36,6 +36,7 @@ from core.services.lending.autoinvest import AutoInvest
 from core.services.lending.funding import Funding
 from core.services.lending.investing import Investing
 from core.services.lending.listings import Listings
+from core.services.lending.portfolio import Portfolio
 from core.services.lending.promotions import Promotions
 from core.services.registration import Registration
 from core.services.risk import RiskProfiles
@@ -163,6 +164,7 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
                            max_delay=settings.batching.max_delay_ms / 1000),
     )
     bank.deliver = core.deliver_bank_callback
+    core.wallet.claims_reader = Portfolio(currency).claims
     investing.on_funded.append(funding.on_funded)
     funding.on_disbursed.append(promotions.pay_referral_rewards)
     listings.on_listed.append(lambda work, loan_id: auto_invest.match(work, [loan_id]))

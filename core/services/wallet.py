@@ -52,7 +52,7 @@ FEE_INCOME = "platform:fee_income"
 # How a transfer kind reads on a user's statement (资金流水).
 STATEMENT_KINDS = {
     "top_up": "top_up", "withdrawal_freeze": "withdrawal", "withdrawal_release": "refund",
-    "bid": "bid", "bid_refund": "refund", "disbursement": "disbursement",
+    "bid": "bid", "reversal:bid": "refund", "disbursement": "disbursement",
     "repayment": "repayment", "repayment_received": "repayment_received", "fee": "fee",
     "reward": "reward", "compensation": "compensation",
 }

@@ -343,3 +343,20 @@ async def test_the_bid_desk_takes_a_flash_crowd_in_few_transactions_without_over
     async with core.uow(read_only=True) as uow:
         assert (await core.listings.get(uow, loan_id)).status == "active"  # auto-disbursed
     await no_violations(core)
+
+
+async def test_an_investors_summary_shows_claims_and_interest_to_come(core):
+    _, loan_id = await listed_loan(core, "10000")
+    alice, bob = await investor(core, "7000.00"), await investor(core, "3000.00")
+    await invest(core, alice, loan_id, "7000", key="a")
+    await invest(core, bob, loan_id, "3000", key="b")
+    async with core.uow(read_only=True) as uow:
+        a = await core.wallet.summary(uow, alice.user_id)
+        b = await core.wallet.summary(uow, bob.user_id)
+        rows = (await uow.conn.execute(select(installments.c.interest).where(
+            installments.c.loan_id == loan_id))).scalars().all()
+    assert a.invested_outstanding == cny("7000.00") and b.invested_outstanding == cny("3000.00")
+    total_interest = sum(rows, Decimal(0))
+    assert (a.interest_receivable + b.interest_receivable).amount == total_interest
+    assert a.interest_receivable > b.interest_receivable > cny("0")
+    assert a.available == cny("0.00") and a.frozen == cny("0.00")
