@@ -218,6 +218,70 @@ class PromotionSettings(_Group):
     interest_boost_valid_days: int = Field(30, ge=1)
 
 
+class CollectionStage(_Group):
+    """One step of the collections plan: what happens ``offset_days`` from the due date."""
+
+    name: str
+    offset_days: int  # negative: before the due date (reminders)
+    action: Literal["reminder", "notice", "task", "formal_notice", "escalation",
+                    "write_off_review"]
+    template: str
+
+
+def _default_plan() -> list[CollectionStage]:
+    return [
+        CollectionStage(name="D-3", offset_days=-3, action="reminder",
+                        template="repayment_reminder"),
+        CollectionStage(name="D-1", offset_days=-1, action="reminder",
+                        template="repayment_reminder"),
+        CollectionStage(name="D0", offset_days=0, action="reminder",
+                        template="repayment_due_today"),
+        CollectionStage(name="D+1", offset_days=1, action="notice", template="overdue_notice"),
+        CollectionStage(name="D+3", offset_days=3, action="task",
+                        template="collections_contact"),
+        CollectionStage(name="D+15", offset_days=15, action="formal_notice",
+                        template="overdue_formal_notice"),
+        CollectionStage(name="D+30", offset_days=30, action="escalation",
+                        template="overdue_escalation"),
+        CollectionStage(name="D+90", offset_days=90, action="write_off_review",
+                        template="overdue_final_notice"),
+    ]
+
+
+class ServicingSettings(_Group):
+    auto_debit: bool = True
+    early_repayment_fee_pct: Decimal = Decimal("1.0")
+    payment_order: list[Literal["penalty", "interest", "principal"]] = [
+        "penalty", "interest", "principal"]
+    grace_days: int = Field(0, ge=0, le=30)
+    penalty_daily_pct: Decimal = Decimal("0.05")
+    penalty_cap_pct: Decimal = Decimal("30")  # of the overdue installment's amount
+    collections_plan: list[CollectionStage] = Field(default_factory=_default_plan)
+    quiet_hours_start: str = "21:00"
+    quiet_hours_end: str = "08:00"
+    collection_messages_per_day: int = Field(1, ge=1)
+    use_of_funds_days: int = Field(30, ge=1)
+    daily_job_time: str = "02:00"
+    reminder_hour: int = Field(10, ge=0, le=23)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ServicingSettings:
+        if sorted(self.payment_order) != ["interest", "penalty", "principal"]:
+            raise ValueError("payment_order must name penalty, interest and principal once each")
+        for name in ("quiet_hours_start", "quiet_hours_end", "daily_job_time"):
+            text = getattr(self, name)
+            try:
+                hours, minutes = (int(x) for x in text.split(":"))
+                if not (0 <= hours < 24 and 0 <= minutes < 60):
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{name} must be HH:MM, got {text!r}") from None
+        offsets = [s.offset_days for s in self.collections_plan]
+        if offsets != sorted(offsets) or len(set(offsets)) != len(offsets):
+            raise ValueError("collections_plan stages must have increasing offset_days")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -248,6 +312,7 @@ class Settings(BaseSettings):
     sandbox: SandboxSettings = SandboxSettings()
     lending: LendingSettings = LendingSettings()
     promotions: PromotionSettings = PromotionSettings()
+    servicing: ServicingSettings = ServicingSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -40,6 +40,10 @@ from core.services.lending.portfolio import Portfolio
 from core.services.lending.promotions import Promotions
 from core.services.registration import Registration
 from core.services.risk import RiskProfiles
+from core.services.servicing.collections import Collections
+from core.services.servicing.daily import DailyJob
+from core.services.servicing.repayments import Repayments
+from core.services.servicing.writeoff import WriteOffs
 from core.services.wallet import Wallet
 
 log = logging.getLogger(__name__)
@@ -75,6 +79,10 @@ class Core:
     promotions: Promotions
     agreements: Agreements
     bid_desk: Coalescer[Any, Any]
+    repayments: Repayments
+    collections: Collections
+    write_offs: WriteOffs
+    daily: DailyJob
 
     async def close(self) -> None:
         await self.bid_desk.close()
@@ -149,6 +157,8 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
     auto_invest = AutoInvest(lending, currency, ledger, investing, questionnaire)
     applications = Applications(lending, currency, policy, kyc, cards, listings, protector,
                                 settings.kyc.borrower_maximum_age)
+    repayments = Repayments(settings.servicing, lending, currency, ledger)
+    collections = Collections(settings.servicing, currency)
     core = Core(
         settings=settings, engine=engine, clock=clock, currency=currency, uow=uow,
         batcher=GroupCommitter(uow, max_batch=settings.batching.max_batch,
@@ -162,6 +172,10 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
         agreements=Agreements(lending, protector),
         bid_desk=Coalescer(uow, investing.invest_many, max_batch=settings.batching.max_batch,
                            max_delay=settings.batching.max_delay_ms / 1000),
+        repayments=repayments, collections=collections,
+        write_offs=WriteOffs(currency, ledger),
+        daily=DailyJob(settings.servicing, uow, ledger, repayments, collections, funding,
+                       auto_invest, lending),
     )
     bank.deliver = core.deliver_bank_callback
     core.wallet.claims_reader = Portfolio(currency).claims

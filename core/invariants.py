@@ -135,27 +135,61 @@ async def listings_not_oversold(uow: UnitOfWork) -> list[str]:
 
 @invariant("claims sum to outstanding principal")
 async def claims_match_outstanding(uow: UnitOfWork) -> list[str]:
-    """A disbursed loan's outstanding principal = principal disbursed - principal repaid, and
-    the investors' claims (their bids, less what was repaid to them) add up to it."""
-    from core.adapters.tables import bids, installments, loans
+    """Per disbursed loan: outstanding = disbursed - repaid - written off; the investors'
+    claims (bids less principal repaid to them) add up to the outstanding principal; after a
+    write-off, their losses plus the fund's unrecovered compensation add up to the write-off."""
+    from core.adapters.tables import bids, compensations, loans
 
-    b, lo, i = bids.c, loans.c, installments.c
-    claims = (select(b.loan_id, func.sum(b.amount).label("claims"))
+    b, lo, c = bids.c, loans.c, compensations.c
+    claims = (select(b.loan_id,
+                     func.sum(b.amount - b.principal_repaid).label("claims"),
+                     func.sum(b.written_off).label("lost"))
               .where(b.status == "active").group_by(b.loan_id).subquery())
-    repaid = (select(i.loan_id, func.sum(i.paid_principal).label("repaid"))
-              .group_by(i.loan_id).subquery())
     rows = await uow.conn.execute(
-        select(lo.id, lo.amount, lo.principal_outstanding,
+        select(lo.id, lo.status, lo.amount, lo.principal_outstanding, lo.principal_repaid,
+               lo.principal_written_off,
                type_coerce(func.coalesce(claims.c.claims, 0), Amount).label("claims"),
-               type_coerce(func.coalesce(repaid.c.repaid, 0), Amount).label("repaid"))
+               type_coerce(func.coalesce(claims.c.lost, 0), Amount).label("lost"),
+               type_coerce(func.coalesce(c.amount - c.recovered, 0), Amount).label("fund"))
         .select_from(loans.outerjoin(claims, claims.c.loan_id == lo.id)
-                     .outerjoin(repaid, repaid.c.loan_id == lo.id))
-        .where(lo.status.in_(("active", "overdue", "repaid"))))
+                     .outerjoin(compensations, c.loan_id == lo.id))
+        .where(lo.status.in_(("active", "overdue", "repaid", "written_off"))))
     problems = []
     for r in rows:
-        if r.principal_outstanding != r.amount - r.repaid:
+        expected = r.amount - r.principal_repaid - r.principal_written_off
+        if r.principal_outstanding != expected:
             problems.append(f"loan {r.id} outstanding {r.principal_outstanding} but disbursed "
-                            f"{r.amount} - repaid {r.repaid} = {r.amount - r.repaid}")
-        if r.claims != r.amount:
-            problems.append(f"loan {r.id} claims {r.claims} differ from principal {r.amount}")
+                            f"{r.amount} - repaid {r.principal_repaid} - written off "
+                            f"{r.principal_written_off} = {expected}")
+        if r.status != "written_off" and r.claims != r.principal_outstanding:
+            problems.append(f"loan {r.id} claims {r.claims} differ from outstanding "
+                            f"{r.principal_outstanding}")
+        if r.status == "written_off" and r.lost + r.fund != r.principal_written_off:
+            problems.append(f"loan {r.id} losses {r.lost} + fund claim {r.fund} differ from "
+                            f"the write-off {r.principal_written_off}")
+    return problems
+
+
+@invariant("every repayment conserved")
+async def repayments_conserved(uow: UnitOfWork) -> list[str]:
+    """Each repayment's parts add up to what was received, and its ledger transfer moved
+    exactly that amount out of the payer."""
+    from core.adapters.tables import repayments
+
+    r = repayments.c
+    rows = await uow.conn.execute(select(repayments).where(
+        r.amount != r.penalty + r.interest + r.principal + r.early_fee))
+    problems = [f"repayment {row.id} of {row.amount} has parts that add up differently"
+                for row in rows]
+    p = ledger_postings.c
+    moved = (select(p.transfer_id, func.sum(p.amount).label("debits"))
+             .where(p.amount > 0).group_by(p.transfer_id).subquery())
+    rows = await uow.conn.execute(
+        select(r.id, r.amount, type_coerce(moved.c.debits, Amount).label("debits"))
+        .select_from(repayments.outerjoin(moved, moved.c.transfer_id == r.transfer_id)))
+    for row in rows:
+        boost = row.debits - row.amount if row.debits is not None else None
+        if boost is None or boost < 0:
+            problems.append(f"repayment {row.id} of {row.amount} moved {row.debits} in the "
+                            f"ledger")
     return problems

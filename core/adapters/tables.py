@@ -399,6 +399,14 @@ loans = Table(
     Column("protection_fee", Amount, nullable=True),
     Column("principal_outstanding", Amount, nullable=False, server_default="0"),
     Column("agreement_version", String(16), nullable=True),
+    # servicing (migration 0004)
+    Column("dpd", Integer, nullable=False, server_default="0"),
+    Column("principal_repaid", Amount, nullable=False, server_default="0"),
+    Column("principal_written_off", Amount, nullable=False, server_default="0"),
+    Column("written_off_at", UtcDateTime, nullable=True),
+    Column("compensated_at", UtcDateTime, nullable=True),
+    Column("escalation", String(16), nullable=True),  # outsourced | legal
+    Column("risk_flag", String(32), nullable=True),
     CheckConstraint(
         "status IN ('listed', 'funded', 'cancelled', 'active', 'overdue', 'repaid', "
         "'written_off')", name="status"),
@@ -420,6 +428,11 @@ bids = Table(
     Column("voucher_id", Id, nullable=True),
     Column("channel", String(16), nullable=True),
     Column("created_at", UtcDateTime, nullable=False),
+    # servicing (migration 0004): what came back on this claim
+    Column("principal_repaid", Amount, nullable=False, server_default="0"),
+    Column("interest_received", Amount, nullable=False, server_default="0"),
+    Column("compensated", Amount, nullable=False, server_default="0"),
+    Column("written_off", Amount, nullable=False, server_default="0"),
     CheckConstraint("amount > 0", name="positive"),
     CheckConstraint("status IN ('frozen', 'active', 'refunded')", name="status"),
 )
@@ -438,6 +451,7 @@ installments = Table(
     Column("paid_penalty", Amount, nullable=False, server_default="0"),
     Column("status", String(16), nullable=False, server_default="due"),
     Column("paid_at", UtcDateTime, nullable=True),
+    Column("penalty_through", Date, nullable=True),  # penalty accrued up to this business date
     Index("ix_installments_due", "due_date", "status"),
 )
 
@@ -475,4 +489,86 @@ vouchers = Table(
     Column("expires_at", UtcDateTime, nullable=False),
     Column("used_at", UtcDateTime, nullable=True),
     Column("bid_id", Id, nullable=True),
+)
+
+# --- servicing (migration 0004) ----------------------------------------------------------------
+
+repayments = Table(
+    "repayments",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("loan_id", Id, ForeignKey("loans.id"), nullable=False, index=True),
+    Column("source", String(16), nullable=False),  # auto_debit | borrower | early | collateral
+    Column("amount", Amount, nullable=False),
+    Column("penalty", Amount, nullable=False),
+    Column("interest", Amount, nullable=False),
+    Column("principal", Amount, nullable=False),
+    Column("early_fee", Amount, nullable=False, server_default="0"),
+    Column("management_fee", Amount, nullable=False),
+    Column("to_fund", Amount, nullable=False, server_default="0"),
+    Column("request_key", String(120), nullable=False, unique=True),
+    Column("transfer_id", String(32), nullable=False),
+    Column("received_at", UtcDateTime, nullable=False),
+    Column("business_date", Date, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+    Index("ix_repayments_date", "business_date"),
+)
+
+compensations = Table(
+    "compensations",
+    metadata,
+    Column("loan_id", Id, ForeignKey("loans.id"), primary_key=True),
+    Column("amount", Amount, nullable=False),
+    Column("covered", Amount, nullable=False),  # what the claims were at the time
+    Column("recovered", Amount, nullable=False, server_default="0"),
+    Column("paid_at", UtcDateTime, nullable=False),
+    Column("transfer_id", String(32), nullable=False),
+)
+
+collection_actions = Table(
+    "collection_actions",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("loan_id", Id, ForeignKey("loans.id"), nullable=False),
+    Column("period", Integer, nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("action", String(24), nullable=False),
+    Column("business_date", Date, nullable=False),
+    Column("borrower_id", Id, nullable=False),
+    Column("outcome", String(24), nullable=False),  # queued | created | skipped_late
+    Column("at", UtcDateTime, nullable=False),
+    UniqueConstraint("loan_id", "period", "stage", name="uq_collection_actions_stage"),
+    Index("ix_collection_actions_borrower_date", "borrower_id", "business_date"),
+)
+
+servicing_tasks = Table(
+    "servicing_tasks",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("kind", String(24), nullable=False),  # collections | use_of_funds | write_off_review
+    Column("loan_id", Id, ForeignKey("loans.id"), nullable=False, index=True),
+    Column("borrower_id", Id, nullable=False),
+    Column("stage", String(16), nullable=True),
+    Column("status", String(16), nullable=False),  # open | done
+    Column("due_date", Date, nullable=True),
+    Column("outcome", String(24), nullable=True),
+    Column("promise_date", Date, nullable=True),
+    Column("promise_amount", Amount, nullable=True),
+    Column("promise_status", String(16), nullable=True),  # pending | kept | broken
+    Column("assigned_to", Id, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("closed_at", UtcDateTime, nullable=True),
+    UniqueConstraint("kind", "loan_id", "stage", name="uq_servicing_tasks_kind_loan_stage"),
+    Index("ix_servicing_tasks_open", "kind", "status"),
+)
+
+job_runs = Table(
+    "job_runs",
+    metadata,
+    Column("job", String(32), primary_key=True),
+    Column("business_date", Date, primary_key=True),
+    Column("step", String(32), primary_key=True),
+    Column("done_at", UtcDateTime, nullable=False),
+    Column("details", Json, nullable=True),
 )

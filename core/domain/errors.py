@@ -329,3 +329,26 @@ class NotAParty(LendingError):
 
 class InvalidAutoInvestRule(LendingError):
     code = "invalid_auto_invest_rule"
+
+
+# --- servicing ---------------------------------------------------------------------------------
+
+
+class ServicingError(DomainError):
+    code = "servicing_error"
+
+
+class NothingToRepay(ServicingError):
+    code = "nothing_to_repay"
+
+
+class NotOverdue(ServicingError):
+    """A promise to pay or a collections step on a loan that is not overdue."""
+
+    code = "not_overdue"
+
+
+class InvalidPromise(ServicingError):
+    """``params['reason']``: date_in_past, date_too_far or amount."""
+
+    code = "invalid_promise"

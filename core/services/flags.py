@@ -23,6 +23,7 @@ KINDS = frozenset({
     "shared_phone",  # one reserved phone behind several accounts' cards
     "aml_large_top_up",  # a single top-up at or above the configured amount
     "aml_quick_in_out",  # topped up and withdrawn within hours without investing
+    "use_of_funds_missing",  # a borrower did not prove the use of a business loan
 })
 
 

@@ -191,6 +191,10 @@ class Investing:
         if loan is None:
             raise UnknownLoan(f"no loan {r.loan_id}", loan_id=r.loan_id)
         row = loan.row
+        if row.status != "listed" and loan.funded >= Decimal(row.amount):
+            # the usual end of a flash sale: tell the loser plainly that nothing remained
+            raise BidExceedsRemaining("the listing was just fully funded", loan_id=r.loan_id,
+                                      remaining=str(Money.zero(self.currency).amount))
         if row.status != "listed" or row.expires_at <= state["now"]:
             raise ListingClosed("this listing no longer takes bids", loan_id=r.loan_id)
         if row.borrower_id == r.investor_id:
