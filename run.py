@@ -109,6 +109,26 @@ def cmd_schedule(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_jobs(args: argparse.Namespace) -> int:
+    """Run the business day (idempotent: a day already done is not done again)."""
+    from core.bootstrap import bootstrap
+
+    settings = _settings()
+
+    async def run() -> int:
+        core = await bootstrap(settings)
+        try:
+            day = args.date or core.clock.today()
+            report = await core.daily.run(day)
+        finally:
+            await core.close()
+        for step, result in report.items():
+            print(f"{day} {step}: {result}")
+        return 0
+
+    return asyncio.run(run())
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -137,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--reconcile", type=_date, metavar="YYYY-MM-DD",
                        help="also compare the custody bank's statement of that business date")
     check.set_defaults(func=cmd_check)
+    jobs = sub.add_parser("jobs", help="run scheduled jobs by hand",
+                          description="Run a scheduled job now.")
+    jobs_sub = jobs.add_subparsers(dest="job", metavar="JOB", required=True)
+    daily = jobs_sub.add_parser(
+        "daily", help="run the business day",
+        description="Auto-debits, overdue and penalties, collections, listing expiries, "
+                    "auto-invest. Running a date twice changes nothing the second time.")
+    daily.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
+                       help="business date (default: today in P2P_TIMEZONE)")
+    daily.set_defaults(func=cmd_jobs)
+
     schedule = sub.add_parser(
         "schedule", help="print a repayment schedule as CSV",
         description="Print a loan's repayment schedule as CSV: "

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from datetime import datetime, time, timedelta
 
 from aiohttp import web
 from sqlalchemy import text
@@ -52,11 +53,33 @@ async def background_work(app: web.Application) -> AsyncIterator[None]:
                 log.exception("identity check pass failed; retrying")
             await asyncio.sleep(core.settings.kyc.check_interval_seconds)
 
-    task = asyncio.create_task(identity_checks(), name="identity-checks")
+    tasks = [asyncio.create_task(identity_checks(), name="identity-checks"),
+             asyncio.create_task(daily_scheduler(core), name="daily-job")]
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def daily_scheduler(core: Core) -> None:
+    """Run the business day at the configured local time; after downtime, catch up the days
+    missed (each day is idempotent, so a day already done is skipped)."""
+    at = time.fromisoformat(core.settings.servicing.daily_job_time)
+    while True:
+        now = core.clock.local()
+        today = now.date()
+        target = today if now.time() >= at else today - timedelta(days=1)
+        try:
+            done = await core.daily.catch_up(target)
+            if done:
+                log.info("daily job ran for %s", ", ".join(d.isoformat() for d in done))
+        except Exception:
+            log.exception("daily job failed; it will be retried")
+        next_run = datetime.combine(today + timedelta(days=1 if now.time() >= at else 0), at,
+                                    core.clock.tz)
+        await asyncio.sleep(min(3600.0, max(1.0, (next_run - core.clock.local()).total_seconds())))
 
 
 async def custody_callback(request: web.Request) -> web.Response:

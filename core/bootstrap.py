@@ -43,6 +43,7 @@ from core.services.risk import RiskProfiles
 from core.services.servicing.collections import Collections
 from core.services.servicing.daily import DailyJob
 from core.services.servicing.repayments import Repayments
+from core.services.servicing.views import Views
 from core.services.servicing.writeoff import WriteOffs
 from core.services.wallet import Wallet
 
@@ -83,6 +84,7 @@ class Core:
     collections: Collections
     write_offs: WriteOffs
     daily: DailyJob
+    views: Views
 
     async def close(self) -> None:
         await self.bid_desk.close()
@@ -176,6 +178,7 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
         write_offs=WriteOffs(currency, ledger),
         daily=DailyJob(settings.servicing, uow, ledger, repayments, collections, funding,
                        auto_invest, lending),
+        views=Views(currency, repayments),
     )
     bank.deliver = core.deliver_bank_callback
     core.wallet.claims_reader = Portfolio(currency).claims

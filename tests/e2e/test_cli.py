@@ -107,3 +107,14 @@ def test_schedule_refuses_bad_input_with_a_message(args, tmp_path):
     assert result.returncode == 2
     assert "schedule:" in result.stderr
     assert result.stdout == ""
+
+
+def test_jobs_daily_runs_a_day_once_and_says_so_the_second_time(tmp_path):
+    assert run("migrate", cwd=tmp_path).returncode == 0
+    first = run("jobs", "daily", "--date", "2026-03-02", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert "2026-03-02 auto_debit: {'debited': 0, 'short': 0}" in first.stdout
+    again = run("jobs", "daily", "--date", "2026-03-02", cwd=tmp_path)
+    assert "2026-03-02 auto_debit: already done" in again.stdout
+    bad = run("jobs", "daily", "--date", "2026-02-30", cwd=tmp_path)
+    assert bad.returncode == 2 and "not a date" in bad.stderr

@@ -241,3 +241,57 @@ async def test_a_write_off_is_compensated_pro_rata_as_far_as_the_fund_reaches(co
     async with core.uow(read_only=True) as uow:
         assert (await core.ledger.balance(uow, "platform:protection_fund")).amount > 0
     assert await violations(core) == []
+
+
+async def test_an_investor_sees_claims_income_receipts_ahead_and_a_return(core):
+    borrower, investors, loan_id = await active_loan(core)
+    first = (await schedule(core, loan_id))[0]
+    await run_day(core, first.due_date)  # auto-debit from the disbursed money
+    async with core.uow(read_only=True) as uow:
+        view = await core.views.investor(uow, investors[0].user_id)
+    assert view.invested == cny("5000.00")
+    assert view.outstanding.amount == Decimal("5000") - view.loans[0].invested.amount + \
+        view.loans[0].outstanding.amount
+    assert view.interest_received.is_positive() and view.interest_receivable.is_positive()
+    assert view.loans[0].bucket == "current" and view.losses.is_zero()
+    assert view.upcoming and view.upcoming[0][0] > first.due_date
+    assert view.annual_return is not None and Decimal("0.05") < view.annual_return < \
+        Decimal("0.30")
+
+
+async def test_a_borrower_sees_what_is_due_and_what_a_payment_would_settle(core):
+    borrower, _, loan_id, due = await overdue_loan(core)
+    for day in days(due + timedelta(days=1), due + timedelta(days=5)):
+        await run_day(core, day)
+    async with core.uow(read_only=True) as uow:
+        (loan,) = await core.views.borrower(uow, borrower.user_id)
+        preview = await core.views.what_would_settle(uow, loan_id, cny("50.00"))
+    assert loan.status == "overdue" and loan.dpd == 5
+    assert loan.overdue.is_positive() and loan.penalty.is_positive()
+    assert loan.schedule[0].status == "overdue" and loan.schedule[1].status == "due"
+    assert preview["penalty"] == loan.penalty
+    assert preview["penalty"] + preview["interest"] + preview["principal"] == cny("50.00")
+    assert (await loan_row(core, loan_id)).principal_repaid == 0  # a preview writes nothing
+
+
+async def test_collateral_proceeds_after_a_write_off_repay_the_fund_then_investors(core):
+    borrower, investors, loan_id, due = await overdue_loan(core)
+    for day in days(due + timedelta(days=1), due + timedelta(days=91)):
+        await run_day(core, day)
+    async with core.uow() as uow:
+        paid = await core.write_offs.write_off(uow, loan_id, staff_id=9)
+        await uow.commit()
+    before = [await available(core, p.user_id) for p in investors]
+    async with core.uow() as uow:
+        result = await core.repayments.collateral_disposal(
+            uow, loan_id, cny("2000.00"), staff_id=9, description="car auction 2026-07")
+        await uow.commit()
+    async with core.uow(read_only=True) as uow:
+        fund = await core.ledger.balance(uow, "platform:protection_fund")
+    after = [await available(core, p.user_id) for p in investors]
+    gained = sum(a - b for a, b in zip(after, before, strict=True))
+    assert fund == paid  # paid back in full first
+    # penalty and interest come first (the platform keeps its fee on them), then principal
+    assert gained + result.management_fee.amount + paid.amount == Decimal("2000.00")
+    assert result.penalty.is_positive()
+    assert await violations(core) == []

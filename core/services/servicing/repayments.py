@@ -190,6 +190,19 @@ class Repayments:
         return await self._book(uow, loan, rows, alloc, request_key=request_key, source=source,
                                 settle=settle, today=today)
 
+    async def collateral_disposal(self, uow: UnitOfWork, loan_id: int, proceeds: Money, *,
+                                  staff_id: int, description: str) -> RepaymentResult:
+        """Record the sale of a secured loan's collateral: the proceeds arrive at the custody
+        bank and go through the same waterfall (fund first after a write-off)."""
+        from core.services import audit
+
+        result = await self.repay(uow, loan_id, proceeds, source="collateral",
+                                  request_key=f"collateral:{loan_id}:{description}"[:120])
+        await audit.record(uow, "collateral_disposed", "loan", loan_id, actor_kind="staff",
+                           actor_id=staff_id, details={"proceeds": str(proceeds.amount),
+                                                       "description": description[:200]})
+        return result
+
     async def _book(self, uow: UnitOfWork, loan: Any, rows: list[Any], alloc: Allocation, *,
                     request_key: str, source: str, settle: bool,
                     today: date) -> RepaymentResult:
