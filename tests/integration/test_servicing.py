@@ -244,7 +244,7 @@ async def test_a_write_off_is_compensated_pro_rata_as_far_as_the_fund_reaches(co
 
 
 async def test_an_investor_sees_claims_income_receipts_ahead_and_a_return(core):
-    borrower, investors, loan_id = await active_loan(core)
+    _borrower, investors, loan_id = await active_loan(core)
     first = (await schedule(core, loan_id))[0]
     await run_day(core, first.due_date)  # auto-debit from the disbursed money
     async with core.uow(read_only=True) as uow:
@@ -275,7 +275,7 @@ async def test_a_borrower_sees_what_is_due_and_what_a_payment_would_settle(core)
 
 
 async def test_collateral_proceeds_after_a_write_off_repay_the_fund_then_investors(core):
-    borrower, investors, loan_id, due = await overdue_loan(core)
+    _borrower, investors, loan_id, due = await overdue_loan(core)
     for day in days(due + timedelta(days=1), due + timedelta(days=91)):
         await run_day(core, day)
     async with core.uow() as uow:
