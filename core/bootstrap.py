@@ -90,6 +90,7 @@ class Core:
         await self.bid_desk.close()
         await self.bank.close()
         await self.batcher.close()
+        await self.uow.dispose()
         await self.engine.dispose()
 
     async def deliver_bank_callback(self, payload: dict[str, Any], signature: str) -> str:

@@ -84,10 +84,14 @@ class GroupCommitter:
             try:
                 async with self._uow() as uow:
                     for item in pending:
+                        mark = len(uow.independent)
                         try:
                             results.append(await item.op(uow))
                         except Exception as exc:  # handed to the caller
                             failed = (item, exc)
+                            # the others run again without it and queue their own writes
+                            # again: keep only what the failing operation asked for
+                            del uow.independent[:mark]
                             break
                     if failed is None:
                         await uow.commit()

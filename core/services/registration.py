@@ -146,26 +146,33 @@ class Registration:
             .order_by(v.created_at.desc(), v.id.desc()).limit(1))).first()
         if row is None:
             raise InvalidVerificationCode("no code was sent to this phone")
-        if row.attempts >= self.settings.code_max_attempts:
-            raise TooManyAttempts("too many wrong codes; ask for a new one",
-                                  limit=self.settings.code_max_attempts)
+        limit = self.settings.code_max_attempts
         if uow.clock.now() >= row.expires_at:
             raise VerificationCodeExpired("the code has expired; ask for a new one")
+        code_id = row.id
+
+        async def count_try(work: UnitOfWork) -> int | None:
+            """Every try counts, before the code is compared, so parallel guesses cannot all
+            see the same count (this is what stops brute force)."""
+            result = await work.conn.execute(
+                update(verification_codes).where(v.id == code_id, v.attempts < limit)
+                .values(attempts=v.attempts + 1).returning(v.attempts))
+            value = result.scalar_one_or_none()
+            return None if value is None else int(value)
+
+        async def at_least(work: UnitOfWork, tries: int | None) -> None:
+            if tries is not None:
+                await work.conn.execute(update(verification_codes).where(
+                    v.id == code_id, v.attempts < tries).values(attempts=tries))
+
+        tries = await uow.autonomous(count_try, at_least)
+        if tries is None:
+            raise TooManyAttempts("too many wrong codes; ask for a new one", limit=limit)
         typed = "".join(ch for ch in code if not ch.isspace())
         if not hmac.compare_digest(self._code_hash(phone_hash, typed), row.code_hash):
-            code_id = row.id
-
-            async def count_miss(independent: UnitOfWork) -> None:
-                await independent.conn.execute(update(verification_codes)
-                                               .where(v.id == code_id)
-                                               .values(attempts=v.attempts + 1))
-
-            uow.record_independently(count_miss)
-            left = self.settings.code_max_attempts - row.attempts - 1
-            if left <= 0:
-                raise TooManyAttempts("too many wrong codes; ask for a new one",
-                                      limit=self.settings.code_max_attempts)
-            raise InvalidVerificationCode("wrong code", attempts_left=left)
+            if tries >= limit:
+                raise TooManyAttempts("too many wrong codes; ask for a new one", limit=limit)
+            raise InvalidVerificationCode("wrong code", attempts_left=limit - tries)
         await uow.conn.execute(update(verification_codes).where(v.id == row.id)
                                .values(consumed_at=uow.clock.now()))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
@@ -178,3 +179,30 @@ async def test_a_referral_code_links_the_new_user_to_the_referrer(core):
     with pytest.raises(UnknownReferralCode):
         await try_register(core, identity, number, core.sms.last_code("+86" + number),
                            referral_code="NOPE1234")
+
+
+async def test_forty_guesses_at_once_get_five_tries_and_not_the_account(core):
+    victim = await register(core)
+    core.clock.advance(timedelta(minutes=2))
+    async with core.uow() as uow:  # someone else asks for a code for the victim's phone
+        attacker = await core.registration.touch(uow, "webchat", "attacker")
+        await core.registration.request_code(uow, victim.phone)
+        await uow.commit()
+    real = core.sms.last_code("+86" + victim.phone)
+    guesses = [f"{(int(real) + k) % 1_000_000:06d}" for k in range(1, 40)] + [real]
+
+    async def attempt(code):
+        try:
+            async with core.uow() as uow:
+                done = await core.registration.register(
+                    uow, attacker, phone_text=victim.phone, code=code, roles={"investor"},
+                    accepted=ACCEPTED)
+                await uow.commit()
+                return done.user_id
+        except (InvalidVerificationCode, TooManyAttempts) as exc:
+            return type(exc).__name__
+
+    results = await asyncio.gather(*(attempt(c) for c in guesses))
+    assert results.count("InvalidVerificationCode") == 4
+    assert results.count("TooManyAttempts") == 36
+    assert victim.user_id not in results
