@@ -76,9 +76,8 @@ ACCOUNT_KINDS: dict[str, AccountKind] = {
         AccountKind("custody_cash", "debit", False),
         AccountKind("platform_capital", "credit", False),
         AccountKind("fee_income", "credit", False),
-        AccountKind("promotion_expense", "debit", False),
+        AccountKind("promotion_budget", "credit", False),
         AccountKind("protection_fund", "credit", False),
-        AccountKind("loans_receivable", "debit", False),
         AccountKind("clearing", "credit", True),
     )
 }
@@ -88,9 +87,8 @@ PLATFORM_ACCOUNTS: dict[str, str] = {
     "platform:custody_cash": "custody_cash",
     "platform:capital": "platform_capital",
     "platform:fee_income": "fee_income",
-    "platform:promotion_expense": "promotion_expense",
+    "platform:promotion_budget": "promotion_budget",
     "platform:protection_fund": "protection_fund",
-    "platform:loans_receivable": "loans_receivable",
 }
 
 

@@ -66,3 +66,13 @@ async def listed_loan(core: Core, amount: str = "10000", **kwargs: object) -> tu
         return person, loan_id
     assert decision.status == "approved", decision
     return person, decision.loan_id
+
+
+async def fund_promotions(core: Core, amount: str = "10000.00") -> None:
+    """The platform pays its own money into custody for promotions."""
+    from core.services.platform_funds import deposit
+
+    async with core.uow() as uow:
+        await deposit(uow, core.ledger, "promotion_budget", cny(amount),
+                      f"budget-{next(_keys)}")
+        await uow.commit()

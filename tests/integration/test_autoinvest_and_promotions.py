@@ -14,7 +14,7 @@ from core.ledger import user_account
 from core.services.lending.autoinvest import AutoInvestRule
 from core.services.lending.investing import BidRequest
 from tests.integration.accounts_helpers import onboard
-from tests.integration.lending_helpers import cny, investor, listed_loan
+from tests.integration.lending_helpers import cny, fund_promotions, investor, listed_loan
 
 
 def rule(**kwargs) -> AutoInvestRule:
@@ -78,6 +78,8 @@ async def test_a_rule_with_impossible_limits_is_refused(core):
 
 
 async def test_a_verified_person_gets_one_red_packet_and_it_pays_part_of_a_first_bid(core):
+    await fund_promotions(core, "1000.00")
+    budget = Decimal("1000.00")
     alice = await investor(core, "5000.00")
     async with core.uow() as uow:
         (packet,) = await core.promotions.vouchers(uow, alice.user_id)
@@ -96,15 +98,16 @@ async def test_a_verified_person_gets_one_red_packet_and_it_pays_part_of_a_first
     assert result.paid == cny("980.00")
     async with core.uow(read_only=True) as uow:
         frozen = await core.ledger.balance(uow, user_account(alice.user_id, "frozen"))
-        expense = await core.ledger.balance(uow, "platform:promotion_expense")
+        expense = budget - (await core.ledger.balance(uow, "platform:promotion_budget")).amount
         status = (await uow.conn.execute(select(vouchers.c.status).where(
             vouchers.c.id == packet.id))).scalars().all()
         assert [str(v) for v in await run_checks(uow)] == []
-    assert frozen == cny("1000.00") and expense == cny("20.00")
+    assert frozen == cny("1000.00") and expense == Decimal("20.00")
     assert status[0] == "used"
 
 
 async def test_the_referrer_is_rewarded_once_when_the_referees_first_loan_is_disbursed(core):
+    await fund_promotions(core, "1000.00")
     referrer = await investor(core, "100.00")
     async with core.uow(read_only=True) as uow:
         code = (await uow.conn.execute(select(users.c.referral_code).where(
@@ -127,3 +130,18 @@ async def test_the_referrer_is_rewarded_once_when_the_referees_first_loan_is_dis
     async with core.uow(read_only=True) as uow:
         reward = await core.ledger.balance(uow, user_account(referrer.user_id, "available"))
     assert reward == cny("150.00")  # 100 of its own + one 50 reward, not two
+
+
+async def test_a_red_packet_waits_when_the_promotion_budget_is_used_up(core):
+    alice = await investor(core, "5000.00")  # no budget was ever funded
+    async with core.uow() as uow:
+        (packet,) = await core.promotions.vouchers(uow, alice.user_id)
+        await uow.commit()
+    _, loan_id = await listed_loan(core, "10000")
+    async with core.uow() as uow:
+        with pytest.raises(VoucherUnavailable) as refused:
+            await core.investing.invest(uow, BidRequest(alice.user_id, loan_id, cny("1000"),
+                                                        "b", voucher_id=packet.id))
+    assert refused.value.params["reason"] == "budget_exhausted"
+    async with core.uow(read_only=True) as uow:
+        assert [str(v) for v in await run_checks(uow)] == []

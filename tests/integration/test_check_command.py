@@ -110,3 +110,24 @@ async def test_check_reconcile_lists_a_bank_payment_missing_from_the_ledger(core
     result = await run_check(database_url, tmp_path, "--reconcile", day)
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"reconcile {day}: missing_in_ledger: order {order.id}" in result.stdout
+
+
+async def test_check_names_users_money_that_custody_cash_does_not_cover(core, database_url,
+                                                                       tmp_path):
+    from core.ledger import Transfer
+    from tests.integration.ledger_helpers import cny
+
+    alice = await new_user(core)
+    async with core.uow() as uow:
+        await core.ledger.post(uow, top_up(alice, "100.00", "t-1"))
+        # a gift booked against a clearing account (which may go negative): money in a
+        # wallet that never reached the bank
+        await core.ledger.open_account(uow, "platform:clearing", "clearing")
+        await core.ledger.post(uow, Transfer.simple(
+            "gift", "reward", debit_account="platform:clearing",
+            credit_account=f"user:{alice}:available", amount=cny("50.00")))
+        await uow.commit()
+    result = await run_check(database_url, tmp_path)
+    assert result.returncode == 1
+    assert ("custody covers every wallet: custody cash 100.0000 does not cover users' money "
+            "150.0000") in result.stdout

@@ -73,8 +73,9 @@ def test_a_paraphrased_question_finds_its_article(kb, question, locale, expected
     assert 0 <= found.score <= 100
 
 
-@pytest.mark.parametrize("question", ["今天天气怎么样", "给我讲个笑话", "what is the capital of France",
-                                      "asdf qwer zxcv", "", "？？？"])
+@pytest.mark.parametrize("question", ["今天天气怎么样", "给我讲个笑话",
+                                      "what is the capital of France", "asdf qwer zxcv", "",
+                                      "？？？"])
 def test_questions_out_of_scope_get_no_answer(kb, question):
     assert kb.match(question) is None
 

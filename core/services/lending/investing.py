@@ -47,7 +47,7 @@ from core.domain.money import Currency, Money
 from core.domain.risk_profile import Questionnaire
 from core.ledger import Ledger, Transfer, credit, debit, user_account
 
-PROMOTION = "platform:promotion_expense"
+PROMOTION = "platform:promotion_budget"
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +172,7 @@ class Investing:
             select(vouchers).where(v.id.in_(voucher_ids)))} if voucher_ids else {}
         balances = await self.ledger.balances(
             uow, [user_account(i, "available") for i in investor_ids])
+        budget = (await self.ledger.balance(uow, PROMOTION)).amount if voucher_rows else None
         return {
             "loans": {k: _Loan(r, Decimal(r.funded), set(investors_of[k]))
                       for k, r in loan_rows.items()},
@@ -179,6 +180,7 @@ class Investing:
             "existing": existing, "vouchers": voucher_rows, "used_vouchers": set(),
             "available": {i: balances[user_account(i, "available")].amount
                           for i in investor_ids},
+            "budget": budget,
             "now": now,
         }
 
@@ -252,8 +254,13 @@ class Investing:
         if v.kind == "red_packet" and not first:
             raise VoucherUnavailable("red packets are for a first investment",
                                      reason="first_investment_only")
+        value = Decimal(v.value) if v.kind == "red_packet" else Decimal(0)
+        if value > (state["budget"] or Decimal(0)):
+            raise VoucherUnavailable("the promotion budget is used up for now",
+                                     reason="budget_exhausted")
+        state["budget"] -= value
         state["used_vouchers"].add(r.voucher_id)
-        return Decimal(v.value) if v.kind == "red_packet" else Decimal(0)
+        return value
 
     def _duplicate(self, prior: Any, state: dict[str, Any]) -> BidResult:
         loan = state["loans"].get(prior.loan_id)

@@ -28,7 +28,7 @@ from core.domain.money import Currency, Money
 from core.ledger import Ledger, Transfer, user_account
 from core.services.lending.common import pct
 
-PROMOTION = "platform:promotion_expense"
+PROMOTION = "platform:promotion_budget"
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,7 @@ to the cent, because every split uses the shared largest-remainder function.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -30,9 +31,10 @@ from core.domain.money import Currency, Money, split
 from core.ledger import Ledger, Transfer, credit, debit, user_account
 from core.services.lending.common import pct
 
+log = logging.getLogger(__name__)
 FEE_INCOME = "platform:fee_income"
 PROTECTION = "platform:protection_fund"
-PROMOTION = "platform:promotion_expense"
+PROMOTION = "platform:promotion_budget"
 CUSTODY = "platform:custody_cash"
 OPEN = ("active", "overdue", "written_off")
 
@@ -298,14 +300,18 @@ class Repayments:
         boosts = {v.id: Decimal(v.boost) for v in await uow.conn.execute(
             select(vouchers.c.id, vouchers.c.boost).where(
                 vouchers.c.id.in_(voucher_ids), vouchers.c.kind == "interest_boost"))}
-        legs = []
+        legs, total = [], Money.zero(self.currency)
         for c, part in zip(claims, income_parts, strict=True):
             boost = boosts.get(c.voucher_id or -1)
             if boost:
                 extra = self.money(part.amount * boost / Decimal(loan.annual_rate))
                 if extra.is_positive():
+                    total += extra
                     legs += [debit(PROMOTION, extra),
                              credit(user_account(c.investor_id, "available"), extra)]
+        if legs and await self.ledger.balance(uow, PROMOTION) < total:
+            log.warning("promotion budget too low to pay interest boosts on loan %s", loan.id)
+            return []  # never fail a repayment over a promotion; operations refill the budget
         return legs
 
     async def _update_installments(self, uow: UnitOfWork, loan_id: int, alloc: Allocation,
