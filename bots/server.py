@@ -53,7 +53,16 @@ async def background_work(app: web.Application) -> AsyncIterator[None]:
                 log.exception("identity check pass failed; retrying")
             await asyncio.sleep(core.settings.kyc.check_interval_seconds)
 
+    async def stale_orders() -> None:
+        while True:
+            try:
+                await core.wallet.reopen_stale(core.uow)
+            except Exception:
+                log.exception("re-sending stale payment orders failed; retrying")
+            await asyncio.sleep(60)
+
     tasks = [asyncio.create_task(identity_checks(), name="identity-checks"),
+             asyncio.create_task(stale_orders(), name="stale-orders"),
              asyncio.create_task(daily_scheduler(core), name="daily-job")]
     yield
     for task in tasks:

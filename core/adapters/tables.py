@@ -354,6 +354,7 @@ loan_applications = Table(
     Column("created_at", UtcDateTime, nullable=False),
     Column("decided_at", UtcDateTime, nullable=True),
     Column("decided_by", Id, nullable=True),
+    Column("request_key", String(80), nullable=True, unique=True),
     CheckConstraint("status IN ('review', 'approved', 'rejected', 'withdrawn')", name="status"),
     CheckConstraint("amount > 0", name="positive"),
     Index("ix_loan_applications_status", "status", "created_at"),

@@ -100,6 +100,11 @@ class SandboxBank:
         if self.unavailable_next > 0:
             self.unavailable_next -= 1
             raise BankUnavailable("sandbox bank is in maintenance")
+        async with self._uow(read_only=True) as uow:  # banks dedupe orders by their id
+            known = (await uow.conn.execute(select(sandbox_bank_transactions.c.bank_ref).where(
+                sandbox_bank_transactions.c.order_id == order_id))).scalar_one_or_none()
+        if known is not None:
+            return str(known)
         bank_ref = f"B{secrets.token_hex(8).upper()}"
         async with self._uow() as uow:
             await uow.conn.execute(sandbox_bank_transactions.insert().values(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 
 from core import analytics, notify
 from core.adapters.tables import bank_cards
@@ -112,11 +112,12 @@ class Cards:
         c = bank_cards.c
         for kind, column, value in (("shared_card", c.card_hash, card_hash),
                                     ("shared_phone", c.reserved_phone_hash, phone_hash)):
-            accounts = (await uow.conn.execute(
-                select(func.count(func.distinct(c.user_id))).where(column == value))).scalar_one()
-            if accounts >= self.shared_card_accounts:
-                await raise_flag(uow, kind, f"{kind}:{value}", user_id=user_id,
-                                 details={"accounts": int(accounts)})
+            sharing = sorted(set((await uow.conn.execute(
+                select(c.user_id).where(column == value))).scalars()))
+            if len(sharing) >= self.shared_card_accounts:
+                for account in sharing:  # every account behind it, not only the newest
+                    await raise_flag(uow, kind, f"{kind}:{value}:{account}", user_id=account,
+                                     details={"accounts": sharing})
 
     async def confirm_binding(self, uow_factory: UnitOfWorkFactory, user_id: int, card_id: int,
                               code: str) -> Card:
@@ -136,6 +137,10 @@ class Cards:
                                                                    ended_at=now))
             await uow.conn.execute(update(bank_cards).where(c.id == card_id).values(
                 status="active", bound_at=now))
+            # other bindings started earlier cannot later replace this card without a code
+            await uow.conn.execute(update(bank_cards).where(
+                c.user_id == user_id, c.status == "pending", c.id != card_id).values(
+                status="failed", ended_at=now))
             await analytics.track(uow, "card_bound", user_id=user_id,
                                   props={"bank": row.bank_code})
             await notify.enqueue(uow, user_id, "security_card_bound",

@@ -120,6 +120,7 @@ class Wallet:
                                     minimum=str(self.settings.min_top_up))
         existing = await self._order_by_key(uow, user_id, request_key)
         if existing is not None:
+            self._reopen_if_lost(uow, existing)
             return existing
         order = await self._create_order(uow, user_id, "top_up", amount,
                                          Money.zero(self.currency), card.id, request_key)
@@ -138,6 +139,7 @@ class Wallet:
                                        minimum=str(s.min_withdrawal), maximum=str(s.max_withdrawal))
         existing = await self._order_by_key(uow, user_id, request_key)
         if existing is not None:
+            self._reopen_if_lost(uow, existing)
             return existing
         today_total = await self._withdrawn_today(uow, user_id)
         if today_total + amount.amount > s.daily_withdrawal_limit:
@@ -210,6 +212,24 @@ class Wallet:
         return Order(row.id, row.kind, Money.of(row.amount, self.currency),
                      Money.of(row.fee, self.currency), row.status, row.bank_ref)
 
+    def _reopen_if_lost(self, uow: UnitOfWork, order: Order) -> None:
+        """A repeated request finds its order never reached the bank: send it (again)."""
+        if order.status == "pending" and order.bank_ref is None:
+            uow.after_commit.append(lambda: self._open_at_bank(uow.factory, order))
+
+    async def reopen_stale(self, uow_factory: UnitOfWorkFactory,
+                           older_than: timedelta = timedelta(minutes=10)) -> int:
+        """Orders still pending with no bank reference (the call after our commit failed, or
+        the process stopped in between) are sent again; the bank dedupes by order id."""
+        p = payment_orders.c
+        async with uow_factory(read_only=True) as uow:
+            rows = (await uow.conn.execute(select(payment_orders).where(
+                p.status == "pending", p.bank_ref.is_(None),
+                p.created_at < uow.clock.now() - older_than))).all()
+        for row in rows:
+            await self._open_at_bank(uow_factory, self._order(row))
+        return len(rows)
+
     async def _open_at_bank(self, uow_factory: UnitOfWorkFactory, order: Order) -> None:
         try:
             if order.kind == "top_up":
@@ -226,6 +246,9 @@ class Wallet:
             async with uow_factory() as uow:
                 await self._finish(uow, order.id, succeeded=False, reason="bank_unavailable")
                 await uow.commit()
+            return
+        except Exception:  # a timeout or a dropped connection: the sweeper tries again
+            log.exception("order %s could not be sent to the bank; it stays pending", order.id)
             return
         async with uow_factory() as uow:
             await uow.conn.execute(update(payment_orders).where(

@@ -150,3 +150,30 @@ async def test_a_risk_profile_expires_after_twelve_months(core):
         assert await core.risk.current(uow, person.user_id) is None
         with pytest.raises(RiskAssessmentRequired):
             await core.risk.require_suitable(uow, person.user_id, "R1")
+
+
+async def test_every_account_behind_a_shared_card_is_flagged(core):
+    number = card()
+    people = [await verify(core, await register(core), name="张三") for _ in range(3)]
+    await bind_card(core, people[0], number)
+    for person in people[1:]:
+        await start_binding(core, person.user_id, number)
+    async with core.uow(read_only=True) as uow:
+        flagged = set((await uow.conn.execute(select(risk_flags.c.user_id).where(
+            risk_flags.c.kind == "shared_card"))).scalars())
+    assert flagged == {p.user_id for p in people}
+
+
+async def test_a_binding_started_before_another_card_was_bound_cannot_replace_it(core):
+    person = await verify(core, await register(core))
+    first_phone, second_phone = phone(), phone()
+    first = await start_binding(core, person.user_id, card(), reserved=first_phone)
+    second = await start_binding(core, person.user_id, card("622202", 19),
+                                 reserved=second_phone)
+    await core.cards.confirm_binding(core.uow, person.user_id, first.id,
+                                     core.sms.last_code("+86" + first_phone))
+    with pytest.raises(CardBindingFailed):
+        await core.cards.confirm_binding(core.uow, person.user_id, second.id,
+                                         core.sms.last_code("+86" + second_phone))
+    async with core.uow(read_only=True) as uow:
+        assert (await core.cards.active_card(uow, person.user_id)).id == first.id

@@ -360,3 +360,30 @@ async def test_an_investors_summary_shows_claims_and_interest_to_come(core):
     assert (a.interest_receivable + b.interest_receivable).amount == total_interest
     assert a.interest_receivable > b.interest_receivable > cny("0")
     assert a.available == cny("0.00") and a.frozen == cny("0.00")
+
+
+async def test_a_double_tapped_application_applies_once(core):
+    person = await borrower(core)
+    async with core.uow() as uow:
+        first = await core.applications.apply(uow, person.user_id, strong_request(),
+                                              request_key="tap-1")
+        again = await core.applications.apply(uow, person.user_id, strong_request(),
+                                              request_key="tap-1")
+        await uow.commit()
+    assert again == first
+    async with core.uow(read_only=True) as uow:
+        assert (await uow.conn.execute(select(func.count()).select_from(loans))).scalar_one() == 1
+
+
+async def test_a_double_tap_inside_one_desk_batch_keeps_the_batch_together(core):
+    _, loan_id = await listed_loan(core, "10000")
+    people = [await investor(core, "1000.00") for _ in range(3)]
+    requests = [BidRequest(p.user_id, loan_id, cny("1000"), f"d{i}")
+                for i, p in enumerate(people)]
+    requests.insert(1, requests[0])  # the same tap twice
+    before = core.bid_desk.batches
+    results = await asyncio.gather(*(core.bid_desk.submit(r) for r in requests))
+    assert [r.duplicate for r in results] == [False, True, False, False]
+    assert results[1].bid_id == results[0].bid_id
+    assert core.bid_desk.batches - before == 1
+    assert await balance(core, people[0].user_id) == Decimal("0.00")

@@ -251,3 +251,26 @@ def test_typed_amounts_may_use_separators_and_full_width_digits():
     assert parse_amount("1,000.50") == cny("1000.50")
     assert parse_amount("１０００") == cny("1000.00")
     assert parse_amount("¥200元") == cny("200.00")
+
+
+async def test_a_withdrawal_the_bank_never_heard_of_is_sent_again_not_left_frozen(core):
+    person = await onboard(core)
+    await core.bank.settle((await top_up(core, person.user_id, "1000.00")).bank_ref,
+                           succeeded=True)
+    real_open = core.bank.open_payout
+
+    async def dropped_connection(*args, **kwargs):
+        raise ConnectionResetError("the bank hung up")
+
+    core.bank.open_payout = dropped_connection
+    order = await withdraw(core, person.user_id, "500.00")
+    assert order.status == "pending" and order.bank_ref is None
+    core.bank.open_payout = real_open
+    assert await core.wallet.reopen_stale(core.uow) == 0  # too recent to be called lost
+    core.clock.advance(timedelta(minutes=11))
+    assert await core.wallet.reopen_stale(core.uow) == 1
+    async with core.uow(read_only=True) as uow:
+        ref = (await core.wallet.order(uow, order.id)).bank_ref
+    assert ref is not None
+    await core.bank.settle(ref, succeeded=True)
+    assert await balances(core, person.user_id) == (Decimal("498.00"), Decimal("0.00"))

@@ -74,10 +74,12 @@ def upgrade() -> None:
     sa.Column('created_at', core.adapters.types.UtcDateTime(timezone=True), nullable=False),
     sa.Column('decided_at', core.adapters.types.UtcDateTime(timezone=True), nullable=True),
     sa.Column('decided_by', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=True),
+    sa.Column('request_key', sa.String(length=80), nullable=True),
     sa.CheckConstraint("status IN ('review', 'approved', 'rejected', 'withdrawn')", name=op.f('ck_loan_applications_status')),
     sa.CheckConstraint('amount > 0', name=op.f('ck_loan_applications_positive')),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], name=op.f('fk_loan_applications_user_id_users')),
-    sa.PrimaryKeyConstraint('id', name=op.f('pk_loan_applications'))
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_loan_applications')),
+    sa.UniqueConstraint('request_key', name=op.f('uq_loan_applications_request_key'))
     )
     with op.batch_alter_table('loan_applications', schema=None) as batch_op:
         batch_op.create_index('ix_loan_applications_status', ['status', 'created_at'], unique=False)

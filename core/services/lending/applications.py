@@ -98,7 +98,14 @@ class Applications:
         return product
 
     async def apply(self, uow: UnitOfWork, user_id: int, request: LoanRequest,
-                    channel: str | None = None) -> Decision:
+                    channel: str | None = None, request_key: str | None = None) -> Decision:
+        """Check, screen, score and decide. ``request_key`` makes a repeated tap apply once."""
+        key = f"{user_id}:{request_key}"[:80] if request_key else None
+        if key is not None:
+            prior = (await uow.conn.execute(select(loan_applications).where(
+                loan_applications.c.request_key == key))).first()
+            if prior is not None:
+                return await self._decision_of(uow, prior)
         user = (await uow.conn.execute(select(users.c.is_borrower, users.c.phone_hash)
                                        .where(users.c.id == user_id))).one()
         if not user.is_borrower:
@@ -127,7 +134,7 @@ class Applications:
             term_months=request.term_months, method=request.method, purpose=request.purpose[:200],
             facts=_facts(request), status=status, score=score.points, pd=score.pd,
             grade=score.grade, risk_level=score.risk_level, reason=reason, flags=flags or None,
-            created_at=now, decided_at=None if status == "review" else now))
+            created_at=now, decided_at=None if status == "review" else now, request_key=key))
         app_id = int(result.inserted_primary_key[0])
         props = {"product": request.product, "amount": str(request.amount.amount),
                  "grade": score.grade}
@@ -140,6 +147,12 @@ class Applications:
             await self._rejected(uow, app_id, user_id, reason or "score_too_low")
         return Decision(app_id, status, reason, score.grade, score.risk_level, score.points,
                         rate, loan_id)
+
+    async def _decision_of(self, uow: UnitOfWork, row: Any) -> Decision:
+        loan_id = (await uow.conn.execute(select(loans.c.id).where(
+            loans.c.application_id == row.id))).scalar_one_or_none()
+        return Decision(row.id, row.status, row.reason, row.grade, row.risk_level, row.score,
+                        row.annual_rate, loan_id)
 
     def _check_product(self, request: LoanRequest) -> ProductSettings:
         product = self.product(request.product)

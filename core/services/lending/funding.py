@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 
 from config.settings import LendingSettings
 from core import analytics, notify
@@ -47,7 +47,8 @@ class Funding:
 
     async def disburse(self, uow: UnitOfWork, loan_id: int, staff_id: int | None = None) -> None:
         lo, b = loans.c, bids.c
-        loan = (await uow.conn.execute(select(loans).where(lo.id == loan_id))).first()
+        loan = (await uow.conn.execute(_locked(uow, select(loans).where(lo.id == loan_id)))
+                ).first()
         if loan is None:
             raise UnknownLoan(f"no loan {loan_id}", loan_id=loan_id)
         if loan.status != "funded":
@@ -76,7 +77,7 @@ class Funding:
              "principal": i.principal.amount, "interest": i.interest.amount, "status": "due"}
             for i in schedule])
         now = uow.clock.now()
-        await uow.conn.execute(update(bids).where(b.loan_id == loan_id, b.status == "frozen")
+        await uow.conn.execute(update(bids).where(b.id.in_([c.id for c in claims]))
                                .values(status="active"))
         await uow.conn.execute(update(loans).where(lo.id == loan_id).values(
             status="active", disbursed_at=now, service_fee=fee.amount,
@@ -117,7 +118,8 @@ class Funding:
     async def cancel(self, uow: UnitOfWork, loan_id: int, reason: str,
                      staff_id: int | None = None) -> None:
         lo, b, t = loans.c, bids.c, ledger_transfers.c
-        loan = (await uow.conn.execute(select(loans).where(lo.id == loan_id))).one()
+        loan = (await uow.conn.execute(_locked(uow, select(loans).where(lo.id == loan_id)))
+                ).one()
         if loan.status not in ("listed", "funded"):
             raise ListingClosed("only an open listing can be cancelled", loan_id=loan_id)
         frozen = (await uow.conn.execute(select(bids).where(
@@ -128,7 +130,7 @@ class Funding:
         for key, row in keys.items():
             await self.ledger.reverse(uow, transfer_ids[key], f"refund:{row.id}",
                                       memo=f"listing {loan_id} {reason}")
-        await uow.conn.execute(update(bids).where(b.loan_id == loan_id, b.status == "frozen")
+        await uow.conn.execute(update(bids).where(b.id.in_([row.id for row in frozen]))
                                .values(status="refunded"))
         voucher_ids = [row.voucher_id for row in frozen if row.voucher_id]
         if voucher_ids:
@@ -157,3 +159,9 @@ class Funding:
               for investor, total in sorted(per_investor.items())),
         ])
 
+
+
+def _locked(uow: UnitOfWork, query: Select[Any]) -> Select[Any]:
+    """The loan row locked on PostgreSQL, so a bid cannot land while it is being closed (on
+    SQLite the writer lock already serialises them)."""
+    return query.with_for_update() if uow.dialect == "postgresql" else query

@@ -16,6 +16,7 @@ the database's CHECK (funded <= amount) stands behind it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -110,8 +111,14 @@ class Investing:
             return [o for o in out if o is not None]
         state = await self._load(uow, [requests[i] for i in live])
         accepted: list[tuple[int, BidRequest, Money, dict[str, Any]]] = []
+        first_of: dict[str, int] = {}
+        repeats: dict[int, int] = {}  # a double tap inside one batch -> its first request
         for i in live:
             r = requests[i]
+            if self._key(r) in first_of:
+                repeats[i] = first_of[self._key(r)]
+                continue
+            first_of[self._key(r)] = i
             prior = state["existing"].get(self._key(r))
             if prior is not None:
                 out[i] = self._duplicate(prior, state)
@@ -124,6 +131,10 @@ class Investing:
             accepted.append((i, r, pay, info))
         if accepted:
             await self._write(uow, accepted, state, out)
+        for i, first in repeats.items():
+            original = out[first]
+            out[i] = (dataclasses.replace(original, duplicate=True, first_investment=False)
+                      if isinstance(original, BidResult) else original)
         return [o for o in out if o is not None]
 
     def _check_amount(self, amount: Money) -> None:
@@ -151,8 +162,10 @@ class Investing:
                 rp.user_id.in_(investor_ids), rp.expires_at > now)
                 .order_by(rp.assessed_at, rp.id)):
             levels[row.user_id] = row.level  # the latest valid assessment wins
-        roles = {r.id: r.is_investor for r in await uow.conn.execute(
-            select(u.id, u.is_investor).where(u.id.in_(investor_ids)))}
+        investors = select(u.id, u.is_investor).where(u.id.in_(investor_ids)).order_by(u.id)
+        if uow.dialect == "postgresql":  # one bid desk batch at a time per investor: the
+            investors = investors.with_for_update()  # first-investment and voucher checks
+        roles = {r.id: r.is_investor for r in await uow.conn.execute(investors)}
         prior_bids: dict[int, int] = defaultdict(int)
         for row in await uow.conn.execute(select(b.investor_id, func.count()).where(
                 b.investor_id.in_(investor_ids), b.status != "refunded")
@@ -168,8 +181,11 @@ class Investing:
         existing = {r.request_key: r for r in await uow.conn.execute(
             select(bids).where(b.request_key.in_([self._key(r) for r in requests])))}
         voucher_ids = [r.voucher_id for r in requests if r.voucher_id is not None]
-        voucher_rows = {r.id: r for r in await uow.conn.execute(
-            select(vouchers).where(v.id.in_(voucher_ids)))} if voucher_ids else {}
+        voucher_query = select(vouchers).where(v.id.in_(voucher_ids)).order_by(v.id)
+        if uow.dialect == "postgresql":
+            voucher_query = voucher_query.with_for_update()
+        voucher_rows = {r.id: r for r in await uow.conn.execute(voucher_query)} \
+            if voucher_ids else {}
         balances = await self.ledger.balances(
             uow, [user_account(i, "available") for i in investor_ids])
         budget = (await self.ledger.balance(uow, PROMOTION)).amount if voucher_rows else None
@@ -314,9 +330,9 @@ class Investing:
         used = [{"vid": r.voucher_id, "bid": bid_id, "at": now}
                 for (_, r, _, _), bid_id in zip(accepted, ids, strict=True) if r.voucher_id]
         if used:
-            await uow.conn.execute(update(vouchers).where(vouchers.c.id == bindparam("vid"))
-                                   .values(status="used", used_at=bindparam("at"),
-                                           bid_id=bindparam("bid")), used)
+            await uow.conn.execute(update(vouchers).where(
+                vouchers.c.id == bindparam("vid"), vouchers.c.status == "available")
+                .values(status="used", used_at=bindparam("at"), bid_id=bindparam("bid")), used)
         events, notices = [], []
         for (i, r, pay, info), bid_id in zip(accepted, ids, strict=True):
             loan = state["loans"][r.loan_id]
