@@ -1,18 +1,31 @@
 """The FAQ matcher: which knowledge-base article answers a user's question, if any.
 
 Built on rapidfuzz. Text is normalised first (NFKC folds full-width characters, punctuation of
-either script is dropped, case folded). Chinese has no word spaces, so it is indexed by character
-bigrams (and single characters for very short questions); English by words, lightly stemmed, with
-stop words dropped and unknown words mapped to the closest known word (typos). Candidates come
-from an inverted index, so a question costs what its words cost, not what the knowledge base
-costs; each candidate question variant gets
+either script is dropped, case folded). Chinese has no word spaces, so it is indexed by single
+characters and character pairs (a short colloquial question shares few pairs with the variants
+but most of its characters); English by words, lightly stemmed, with only function words dropped
+(``on``/``off``/``not``/``can`` stay: they tell "turn on" from "turn off") and unknown words mapped
+to the closest known word of similar length (typos).
 
-    score = 100 * (0.65 * weighted overlap + 0.35 * fuzzy similarity)
+Every term is weighted by its BM25 inverse document frequency over articles, so topical words
+decide and common ones count little. Candidates come from an inverted index per locale, so a
+question costs what its terms cost, not what the knowledge base costs. An article's score is
 
-where the overlap weighs shared terms by inverse document frequency (rare, topical words count,
-common ones little) and the fuzzy part is rapidfuzz's token-set ratio (word order, repeats). An
-article scores its best variant. Below ``min_score`` - or with no topical word in common - the
-question is out of scope and ``match`` returns ``None``.
+    score = 100 * (0.45 * article coverage + 0.30 * variant similarity + 0.25 * fuzzy)
+
+- article coverage: the weighted share of the question's terms found anywhere in the article's
+  question variants (the article as one document: different variants may each hold a word);
+- variant similarity: for its best variant, the geometric mean of the weighted share of the
+  question found in the variant and of the variant found in the question;
+- fuzzy: rapidfuzz's ``partial_ratio`` for Chinese (a short question inside a longer variant),
+  ``token_set_ratio`` for English, against that variant.
+
+Terms the knowledge base has never seen still weigh in the question's total, so small talk and
+other services score low: an unknown word counts like a rare one, an unknown Chinese character
+too, but an unknown pair of known characters only a little (new wording, not a new topic). The
+score shrinks when the matched terms together weigh less than about one rare term (only
+generic words in common), and is 0-100; below ``min_score`` ``match`` returns ``None``. A weak
+best answer that barely beats the runner-up is also dropped (see ``AMBIGUOUS``).
 """
 
 from __future__ import annotations
@@ -28,18 +41,25 @@ from rapidfuzz import fuzz, process
 
 LOCALES = ("zh-CN", "en")
 _CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
-_WORD = re.compile(r"[a-z0-9]+")
+_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+|[a-z0-9]+")
+# Function words only: negations, particles and modal verbs carry meaning and stay.
 EN_STOP = frozenset(
-    "a about after again all am an and any are as at be been before being but by can could did "
-    "do does doing for from get got had has have having he her here hers him his how i if in "
-    "into is it its just me might mine more most must my no not now of off on once only or our "
-    "out own please same she should so some such than that the their them then there these they "
-    "this those through to too under until up very was we were what when where which while who "
-    "whom why will with would you your yours yourself hi hello thanks thank want wanna need "
-    "tell know let like also still "
+    "a an the i me my mine myself you your yours we our us he she it its they them their this "
+    "that these those is am are was were be been being do does did doing to of for in at by "
+    "with from and or as so than then there here just please hi hello hey thanks thank pls "
+    "plz u ur im i'm ive id"
     .split()
 )
-ZH_STOP = frozenset("的了吗呢吧啊呀么我你您是在有和就都要会能可以怎么什么如何请问一下这个那个")
+ZH_STOP = frozenset("的了吗呢吧啊呀么嘛哦哈呗我你您是在和就都请问一下这个那个啥咋怎什如何")
+ZH_UNIGRAM = 0.8     # a single character is weaker evidence than a pair
+ZH_NEW_PAIR = 0.25   # an unseen pair of known characters: share of the mean term weight
+TYPO = 0.8           # a word mapped to a known one counts for this share
+COVER, VARIANT, FUZZY = 0.45, 0.30, 0.25
+AMBIGUOUS = (50.0, 3.0)  # below this score, a lead smaller than this means no answer
+CANDIDATES = 12      # articles scored in full, by coverage
+UNSEEN = 1.0         # an unseen word or character, in rare terms (at least UNSEEN_MIN)
+UNSEEN_MIN = 2.5
+EVIDENCE = 0.8       # matched weight, in rare terms, below which the score shrinks
 
 
 def normalize(text: str) -> str:
@@ -61,15 +81,14 @@ def _stem(word: str) -> str:
 
 
 def tokens(text: str) -> list[str]:
-    """Index terms of normalised text: Chinese character bigrams, English stemmed words."""
+    """Index terms of normalised text: Chinese characters and character pairs (function
+    characters alone are dropped), English stemmed words without function words."""
     terms: list[str] = []
-    for run in re.findall(r"[\u3400-\u9fff\uf900-\ufaff]+|[a-z0-9]+", text):
+    for run in _RUN.findall(text):
         if has_cjk(run):
-            chars = [c for c in run if c not in ZH_STOP] if len(run) > 2 else list(run)
-            joined = "".join(chars) or run
-            if len(joined) == 1:
-                terms.append(joined)
-            terms.extend(joined[i:i + 2] for i in range(len(joined) - 1))
+            terms.extend(c for c in run if c not in ZH_STOP)
+            terms.extend(run[i:i + 2] for i in range(len(run) - 1)
+                         if not (run[i] in ZH_STOP and run[i + 1] in ZH_STOP))
         elif run not in EN_STOP:
             terms.append(_stem(run))
     return terms
@@ -87,50 +106,88 @@ class _Entry:
     article_id: str
     locale: str
     text: str
-    terms: dict[str, int]
+    terms: frozenset[str]
+    weight: float = 0.0
+
+
+@dataclass(slots=True)
+class _Article:
+    article_id: str
+    entries: list[_Entry] = field(default_factory=list)
+    terms: set[str] = field(default_factory=set)
+
+
+class _LocaleIndex:
+    """The articles of one locale: their pooled terms, posted by term."""
+
+    def __init__(self) -> None:
+        self.articles: list[_Article] = []
+        self.postings: dict[str, list[int]] = {}
 
 
 class Index:
-    """An immutable search index over question variants (rebuilt on reload, then swapped)."""
-
     def __init__(self, variants: Iterable[tuple[str, str, str]]) -> None:
-        self.entries: list[_Entry] = []
-        postings: dict[str, set[int]] = defaultdict(set)
-        articles_with: dict[str, set[str]] = defaultdict(set)
+        by_locale: dict[str, dict[str, _Article]] = defaultdict(dict)
         for article_id, locale, question in variants:
             text = normalize(question)
-            counts: dict[str, int] = defaultdict(int)
-            for term in tokens(text):
-                counts[term] += 1
-            n = len(self.entries)
-            self.entries.append(_Entry(article_id, locale, text, dict(counts)))
-            for term in counts:
-                postings[term].add(n)
-                articles_with[term].add(article_id)
-        articles = max(1, len({e.article_id for e in self.entries}))
-        self.idf = {t: math.log(1 + articles / len(ids)) for t, ids in articles_with.items()}
-        self.max_idf = math.log(1 + articles)
-        self.postings = {t: sorted(ids) for t, ids in postings.items()}
-        self.vocabulary = sorted(t for t in self.idf if not has_cjk(t))
-        self.norms = [math.sqrt(sum(self.idf[t] ** 2 for t in e.terms)) or 1.0
-                      for e in self.entries]
-
-    def _query_terms(self, text: str) -> tuple[list[str], int]:
-        """Known terms of the query (typos mapped to the nearest known word), and how many
-        terms the knowledge base has never seen (they make a match less likely)."""
-        found, unknown = [], 0
-        for term in tokens(text):
-            if term in self.idf:
-                found.append(term)
+            terms = frozenset(tokens(text))
+            if not terms:
                 continue
-            near = None
-            if not has_cjk(term) and len(term) >= 4 and self.vocabulary:
-                near = process.extractOne(term, self.vocabulary, scorer=fuzz.ratio,
-                                          score_cutoff=80)
-            if near is not None:
-                found.append(near[0])
+            article = by_locale[locale].setdefault(article_id, _Article(article_id))
+            article.entries.append(_Entry(article_id, locale, text, terms))
+            article.terms |= terms
+        df: dict[str, int] = defaultdict(int)
+        for articles in by_locale.values():
+            for article in articles.values():
+                for term in article.terms:
+                    df[term] += 1
+        total = max(1, sum(len(a) for a in by_locale.values()))
+        self.idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) * _kind(t)
+                    for t, n in df.items()}
+        self.rare = math.log(1 + (total - 0.5) / 1.5)  # weight of a term seen in one article
+        self.unseen = max(self.rare * UNSEEN, UNSEEN_MIN)
+        self.mean = sum(self.idf.values()) / len(self.idf) if self.idf else 1.0
+        self.locales: dict[str, _LocaleIndex] = {}
+        for locale, articles in by_locale.items():
+            index = self.locales[locale] = _LocaleIndex()
+            postings: dict[str, list[int]] = defaultdict(list)
+            for n, article in enumerate(articles.values()):
+                index.articles.append(article)
+                for entry in article.entries:
+                    entry.weight = sum(self.idf[t] for t in entry.terms)
+                for term in article.terms:
+                    postings[term].append(n)
+            index.postings = dict(postings)
+        self.vocabulary = sorted(t for t in self.idf if not has_cjk(t))
+        self.chars = frozenset(t for t in self.idf if len(t) == 1 and has_cjk(t))
+
+    def _query_terms(self, text: str) -> tuple[dict[str, float], float]:
+        """Known terms of the query with their weights (typos mapped to the nearest known
+        word), and the weight of the terms the knowledge base has never seen."""
+        found: dict[str, float] = {}
+        unknown = 0.0
+        for term in dict.fromkeys(tokens(text)):
+            if term in self.idf:
+                found[term] = self.idf[term]
+            elif has_cjk(term):
+                if len(term) == 1:
+                    unknown += self.unseen * ZH_UNIGRAM
+                elif all(c in self.chars or c in ZH_STOP for c in term):
+                    unknown += self.mean * ZH_NEW_PAIR
+                else:
+                    unknown += self.unseen * 0.5
             else:
-                unknown += 1
+                near = None
+                if len(term) >= 4 and self.vocabulary:
+                    near = process.extractOne(
+                        term, self.vocabulary, scorer=fuzz.ratio, score_cutoff=80,
+                        processor=None)
+                if near is not None and abs(len(near[0]) - len(term)) <= 2 \
+                        and near[0][0] == term[0]:
+                    found.setdefault(near[0], self.idf[near[0]] * TYPO)
+                    unknown += self.idf[near[0]] * (1 - TYPO)
+                else:
+                    unknown += self.unseen
         return found, unknown
 
     def search(self, question: str, locale: str | None, limit: int = 4) -> list[tuple[str, float]]:
@@ -140,22 +197,46 @@ class Index:
         terms, unknown = self._query_terms(text)
         if not terms:
             return []
-        weights = {t: self.idf[t] for t in set(terms)}
-        rare = self.max_idf * self.max_idf * unknown  # unseen words weigh like the rarest
-        query_norm = math.sqrt(sum(w * w for w in weights.values()) + rare) or 1.0
-        overlap: dict[int, float] = defaultdict(float)
-        for term, weight in weights.items():
-            for n in self.postings.get(term, ()):
-                overlap[n] += weight * weight
+        total = sum(terms.values()) + unknown
+        chinese = has_cjk(text)
         best: dict[str, float] = {}
-        for n, shared in overlap.items():
-            entry = self.entries[n]
-            if locale is not None and entry.locale != locale:
+        for name, index in self.locales.items():
+            if locale is not None and name != locale:
                 continue
-            cosine = shared / (query_norm * self.norms[n])
-            similarity = fuzz.token_set_ratio(text, entry.text) / 100
-            score = 100 * (0.65 * cosine + 0.35 * similarity)
-            if score > best.get(entry.article_id, -1):
-                best[entry.article_id] = score
+            covered: dict[int, float] = defaultdict(float)
+            for term, weight in terms.items():
+                for n in index.postings.get(term, ()):
+                    covered[n] += weight
+            top = sorted(covered.items(), key=lambda item: -item[1])[:CANDIDATES]
+            for n, shared in top:
+                article = index.articles[n]
+                score = _score(text, terms, total, shared / total, article, chinese)
+                if EVIDENCE:
+                    score *= min(1.0, shared / (EVIDENCE * self.rare))
+                if score > best.get(article.article_id, -1):
+                    best[article.article_id] = score
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        if len(ranked) > 1 and ranked[0][1] < AMBIGUOUS[0] \
+                and ranked[0][1] - ranked[1][1] < AMBIGUOUS[1]:
+            ranked[0] = (ranked[0][0], min(ranked[0][1], AMBIGUOUS[0] * 0.7))
         return [(article, round(score, 1)) for article, score in ranked[:limit]]
+
+
+def _kind(term: str) -> float:
+    return ZH_UNIGRAM if len(term) == 1 and has_cjk(term) else 1.0
+
+
+def _score(text: str, terms: dict[str, float], total: float, cover: float,
+           article: _Article, chinese: bool) -> float:
+    """0-100: how well the article answers a question with these weighted terms."""
+    best_variant, best_entry = 0.0, article.entries[0]
+    for entry in article.entries:
+        shared = sum(w for t, w in terms.items() if t in entry.terms)
+        if not shared:
+            continue
+        similarity = math.sqrt((shared / total) * min(1.0, shared / entry.weight))
+        if similarity > best_variant:
+            best_variant, best_entry = similarity, entry
+    scorer = fuzz.partial_ratio if chinese else fuzz.token_set_ratio
+    fuzzy = scorer(text, best_entry.text) / 100
+    return 100 * (COVER * cover + VARIANT * best_variant + FUZZY * fuzzy)

@@ -131,7 +131,8 @@ def test_a_thousand_similar_articles_are_told_apart_by_their_rare_words(tmp_path
         lines.append(f"""- id: a{n}
   category: c
   questions:
-    en: ["question about topic{n} fees", "how does topic{n} work", "topic{n} limits", "topic{n} help"]
+    en: ["question about topic{n} fees", "how does topic{n} work", "topic{n} limits",
+         "topic{n} help"]
     zh-CN: ["主题{n}的费用", "主题{n}怎么用", "主题{n}的限额", "主题{n}帮助"]
   answer: {{en: "a", zh-CN: "答"}}""")
     (tmp_path / "many.yaml").write_text("\n".join(lines), encoding="utf-8")
@@ -140,3 +141,43 @@ def test_a_thousand_similar_articles_are_told_apart_by_their_rare_words(tmp_path
     assert found is not None and found.article_id == "a512"
     found = kb.match("主题7的费用是多少", "zh-CN")
     assert found is not None and found.article_id == "a7"
+
+
+EVAL_SET = Path(__file__).resolve().parents[1] / "data" / "faq_eval.yaml"
+
+
+def _eval_set() -> dict[str, list[dict]]:
+    import yaml
+
+    return yaml.safe_load(EVAL_SET.read_text(encoding="utf-8"))
+
+
+def test_the_eval_set_is_labelled_with_real_articles_and_copies_no_question_variant():
+    from rapidfuzz import fuzz
+
+    kb = KnowledgeBase.load()
+    for locale, items in _eval_set().items():
+        assert sum(item["id"] is not None for item in items) >= 150
+        assert sum(item["id"] is None for item in items) >= 60
+        variants = [normalize(q) for a in kb.articles.values() for q in a.questions[locale]]
+        for item in items:
+            assert item["id"] is None or item["id"] in kb.articles, item
+            asked = normalize(item["q"])
+            assert all(asked != v and fuzz.ratio(asked, v) <= 90 for v in variants), item
+
+
+def test_the_shipped_articles_answer_most_of_the_eval_set_and_stay_silent_out_of_scope():
+    kb = KnowledgeBase.load()
+    for locale, items in _eval_set().items():
+        scoped = [i for i in items if i["id"] is not None]
+        oos = [i for i in items if i["id"] is None]
+        right = sum(getattr(kb.match(i["q"], locale), "article_id", None) == i["id"]
+                    for i in scoped)
+        silent = sum(kb.match(i["q"], locale) is None for i in oos)
+        assert right / len(scoped) >= 0.8, locale
+        assert silent / len(oos) >= 0.7, locale
+
+
+def test_short_chinese_questions_in_new_words_still_find_their_article(kb):
+    found = kb.match("提现几天能到啊", "zh-CN")
+    assert found is not None and found.article_id == "withdrawal-time"
