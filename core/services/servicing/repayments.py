@@ -231,7 +231,10 @@ class Repayments:
         principal_parts = (split(self.money(principal_for_investors), weights)
                            if any(w > 0 for w in weights)
                            else [Money.zero(self.currency)] * len(claims))
-        income_weights = weights if written_off else [Decimal(c.amount) for c in claims]
+        # income goes by the bids, except after a write-off, by what investors still lose -
+        # unless the fund made them whole: then the interest they never got is theirs by bids
+        bid_weights = [Decimal(c.amount) for c in claims]
+        income_weights = weights if written_off and any(w > 0 for w in weights) else bid_weights
         income_parts = (split(self.money(for_investors - principal_for_investors),
                               income_weights) if any(w > 0 for w in income_weights)
                         else [Money.zero(self.currency)] * len(claims))
