@@ -28,31 +28,32 @@ Operation = Callable[[UnitOfWork], Awaitable[Any]]
 
 
 @dataclass(slots=True)
-class _Queued:
-    op: Operation
+class _Queued(Generic[Req]):
+    item: Req
     future: asyncio.Future[Any]
 
 
-class GroupCommitter:
-    def __init__(self, uow_factory: UnitOfWorkFactory, *, max_batch: int = 256,
-                 max_delay: float = 0.001, max_failures: int = 3) -> None:
+class _Batcher(Generic[Req]):
+    """A queue that a single flusher task empties in batches: callers wait for their result."""
+
+    name = "batcher"
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, max_batch: int,
+                 max_delay: float) -> None:
         self._uow = uow_factory
         self.max_batch = max_batch
         self.max_delay = max_delay
-        self.max_failures = max_failures
-        self._queue: list[_Queued] = []
+        self._queue: list[_Queued[Req]] = []
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.batches = 0
-        self.operations = 0
 
-    async def run(self, op: Callable[[UnitOfWork], Awaitable[T]]) -> T:
-        """Run ``op`` in a shared transaction; return its result once that transaction committed."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Queued(op, future))
+    async def _enqueue(self, item: Req) -> Any:
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Queued(item, future))
         self._wakeup.set()
         if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_forever(), name="group-commit")
+            self._task = asyncio.create_task(self._flush_forever(), name=self.name)
         return await future
 
     async def close(self) -> None:
@@ -75,7 +76,24 @@ class GroupCommitter:
                                       self._queue[self.max_batch:])
                 await self._flush(batch)
 
-    async def _flush(self, batch: list[_Queued]) -> None:
+    async def _flush(self, batch: list[_Queued[Req]]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class GroupCommitter(_Batcher[Operation]):
+    name = "group-commit"
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, *, max_batch: int = 256,
+                 max_delay: float = 0.001, max_failures: int = 3) -> None:
+        super().__init__(uow_factory, max_batch=max_batch, max_delay=max_delay)
+        self.max_failures = max_failures
+        self.operations = 0
+
+    async def run(self, op: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+        """Run ``op`` in a shared transaction; return its result once that transaction committed."""
+        return await self._enqueue(op)  # type: ignore[no-any-return]
+
+    async def _flush(self, batch: list[_Queued[Operation]]) -> None:
         pending = [q for q in batch if not q.future.done()]
         failures = 0
         while pending and failures < self.max_failures:
@@ -86,7 +104,7 @@ class GroupCommitter:
                     for item in pending:
                         mark = len(uow.independent)
                         try:
-                            results.append(await item.op(uow))
+                            results.append(await item.item(uow))
                         except Exception as exc:  # handed to the caller
                             failed = (item, exc)
                             # the others run again without it and queue their own writes
@@ -111,10 +129,10 @@ class GroupCommitter:
         for item in pending:  # one transaction each: slow, but only after repeated failures
             await self._run_alone(item)
 
-    async def _run_alone(self, item: _Queued) -> None:
+    async def _run_alone(self, item: _Queued[Operation]) -> None:
         try:
             async with self._uow() as uow:
-                result = await item.op(uow)
+                result = await item.item(uow)
                 await uow.commit()
         except Exception as exc:  # handed to the caller
             _reject(item.future, exc)
@@ -134,7 +152,7 @@ def _reject(future: asyncio.Future[Any], exc: BaseException) -> None:
         future.set_exception(exc)
 
 
-class Coalescer(Generic[Req, Res]):
+class Coalescer(_Batcher[Req], Generic[Req, Res]):
     """Collect concurrent requests and hand them to a bulk handler in one transaction.
 
     Where ``GroupCommitter`` runs operations one after another in a shared transaction, a
@@ -144,62 +162,34 @@ class Coalescer(Generic[Req, Res]):
     alone so one poisoned request cannot fail the rest.
     """
 
+    name = "coalescer"
+
     def __init__(self, uow_factory: UnitOfWorkFactory,
                  handler: Callable[[UnitOfWork, list[Req]], Awaitable[list[Res | Exception]]],
                  *, max_batch: int = 500, max_delay: float = 0.001) -> None:
-        self._uow = uow_factory
+        super().__init__(uow_factory, max_batch=max_batch, max_delay=max_delay)
         self._handler = handler
-        self.max_batch = max_batch
-        self.max_delay = max_delay
-        self._queue: list[tuple[Req, asyncio.Future[Res]]] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
 
     async def submit(self, request: Req) -> Res:
-        future: asyncio.Future[Res] = asyncio.get_running_loop().create_future()
-        self._queue.append((request, future))
-        self._wakeup.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._flush_forever(), name="coalescer")
-        return await future
+        return await self._enqueue(request)  # type: ignore[no-any-return]
 
-    async def close(self) -> None:
-        if self._task is not None:
-            await asyncio.gather(*(f for _, f in self._queue), return_exceptions=True)
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _flush_forever(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            if self.max_delay and len(self._queue) < self.max_batch:
-                await asyncio.sleep(self.max_delay)
-            while self._queue:
-                batch, self._queue = (self._queue[: self.max_batch],
-                                      self._queue[self.max_batch:])
-                await self._flush(batch)
-
-    async def _flush(self, batch: list[tuple[Req, asyncio.Future[Res]]]) -> None:
+    async def _flush(self, batch: list[_Queued[Req]]) -> None:
         try:
             async with self._uow() as uow:
-                results = await self._handler(uow, [request for request, _ in batch])
+                results = await self._handler(uow, [q.item for q in batch])
                 await uow.commit()
         except Exception as exc:
             log.warning("coalesced batch of %d failed (%s); retrying one by one",
                         len(batch), exc)
             if len(batch) == 1:
-                _reject(batch[0][1], exc)
+                _reject(batch[0].future, exc)
                 return
             for item in batch:
                 await self._flush([item])
             return
         self.batches += 1
-        for (_, future), result in zip(batch, results, strict=True):
+        for queued, result in zip(batch, results, strict=True):
             if isinstance(result, Exception):
-                _reject(future, result)
+                _reject(queued.future, result)
             else:
-                _resolve(future, result)
+                _resolve(queued.future, result)

@@ -454,6 +454,9 @@ installments = Table(
     Column("paid_at", UtcDateTime, nullable=True),
     Column("penalty_through", Date, nullable=True),  # penalty accrued up to this business date
     Index("ix_installments_due", "due_date", "status"),
+    # what the daily job walks: only unpaid installments, by due date
+    Index("ix_installments_unpaid_due", "due_date", sqlite_where=text("status <> 'paid'"),
+          postgresql_where=text("status <> 'paid'")),
 )
 
 auto_invest_rules = Table(
@@ -540,6 +543,7 @@ collection_actions = Table(
     Column("at", UtcDateTime, nullable=False),
     UniqueConstraint("loan_id", "period", "stage", name="uq_collection_actions_stage"),
     Index("ix_collection_actions_borrower_date", "borrower_id", "business_date"),
+    Index("ix_collection_actions_date_outcome", "business_date", "outcome"),
 )
 
 servicing_tasks = Table(

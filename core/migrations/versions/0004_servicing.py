@@ -120,11 +120,16 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('compensated_at', core.adapters.types.UtcDateTime(timezone=True), nullable=True))
         batch_op.add_column(sa.Column('escalation', sa.String(length=16), nullable=True))
         batch_op.add_column(sa.Column('risk_flag', sa.String(length=32), nullable=True))
-
-
+    op.create_index("ix_installments_unpaid_due", "installments", ["due_date"],
+                    sqlite_where=sa.text("status <> 'paid'"),
+                    postgresql_where=sa.text("status <> 'paid'"))
+    op.create_index("ix_collection_actions_date_outcome", "collection_actions",
+                    ["business_date", "outcome"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_collection_actions_date_outcome", table_name="collection_actions")
+    op.drop_index("ix_installments_unpaid_due", table_name="installments")
 
     with op.batch_alter_table('loans', schema=None) as batch_op:
         batch_op.drop_column('risk_flag')

@@ -117,16 +117,18 @@ class Applications:
 
         today = uow.clock.today()
         age = age_on(person.birth_date, today) if person.birth_date else 0
-        flags = await self._fraud_flags(uow, user_id, request, age, user.phone_hash)
+        # the new loan's payment is estimated at the rate cap: the most it could cost
         first = build_schedule(request.amount, self.policy.annual_rate_cap, request.term_months,
                                request.method, today)[0]
-        score = self.policy.score(Applicant(
+        applicant = Applicant(
             age=age, monthly_income=request.monthly_income,
             monthly_debt_payments=request.monthly_debt_payments,
             other_platform_debt=request.other_platform_debt, employment=request.employment,
             years_at_job=request.years_at_job, secured=bool(request.collateral),
             documents=request.documents, amount=request.amount.amount,
-            term_months=request.term_months, new_installment=first.payment.amount))
+            term_months=request.term_months, new_installment=first.payment.amount)
+        flags = await self._fraud_flags(uow, user_id, applicant, user.phone_hash)
+        score = self.policy.score(applicant)
         status, reason = self._decide(score, request, flags)
         now = uow.clock.now()
         result = await uow.conn.execute(loan_applications.insert().values(
@@ -202,7 +204,7 @@ class Applications:
             la.user_id == user_id, la.status == "review"))).scalar_one()
         return Decimal(live) + Decimal(listed) + Decimal(waiting)
 
-    async def _fraud_flags(self, uow: UnitOfWork, user_id: int, request: LoanRequest, age: int,
+    async def _fraud_flags(self, uow: UnitOfWork, user_id: int, applicant: Applicant,
                            phone_hash: str | None) -> list[str]:
         flags: list[str] = []
         s = self.settings
@@ -211,7 +213,7 @@ class Applications:
         identity_hash = await self._identity_hash(uow, user_id)
         if identity_hash in s.blacklist_identity_hashes:
             flags.append("blacklisted")
-        if not 18 <= age <= self.borrower_maximum_age:
+        if not 18 <= applicant.age <= self.borrower_maximum_age:
             flags.append("age_out_of_range")
         since = uow.clock.now() - timedelta(hours=24)
         recent = (await uow.conn.execute(select(func.count()).where(
@@ -219,21 +221,9 @@ class Applications:
             loan_applications.c.created_at >= since))).scalar_one()
         if recent >= s.max_applications_24h:
             flags.append("too_many_applications")
-        if request.monthly_income <= 0:
+        if (applicant.monthly_income <= 0
+                or self.policy.debt_to_income(applicant) > s.max_debt_to_income):
             flags.append("debt_to_income_too_high")
-        else:
-            dti = self.policy.debt_to_income(Applicant(
-                age=age, monthly_income=request.monthly_income,
-                monthly_debt_payments=request.monthly_debt_payments,
-                other_platform_debt=request.other_platform_debt, employment=request.employment,
-                years_at_job=request.years_at_job, secured=bool(request.collateral),
-                documents=request.documents, amount=request.amount.amount,
-                term_months=request.term_months,
-                new_installment=build_schedule(request.amount, self.policy.annual_rate_cap,
-                                               request.term_months, request.method,
-                                               uow.clock.today())[0].payment.amount))
-            if dti > s.max_debt_to_income:
-                flags.append("debt_to_income_too_high")
         shared = (await uow.conn.execute(select(risk_flags.c.kind).where(
             risk_flags.c.user_id == user_id, risk_flags.c.status == "open",
             risk_flags.c.kind.in_(("duplicate_identity", "shared_card", "shared_phone"))))

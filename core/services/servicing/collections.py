@@ -39,6 +39,10 @@ HELD_BY_PROMISE = ("formal_notice", "escalation", "write_off_review")
 OUTCOMES = ("contacted", "promise_to_pay", "refused", "unreachable", "wrong_contact")
 
 
+def _chunks(ids: list[int], size: int = 5000) -> list[list[int]]:
+    return [ids[i:i + size] for i in range(0, len(ids), size)]
+
+
 def _hhmm(text: str) -> time:
     hours, minutes = (int(x) for x in text.split(":"))
     return time(hours, minutes)
@@ -90,9 +94,9 @@ class Collections:
                 .values(penalty=bindparam("pen", type_=i.penalty.type),
                         penalty_through=bindparam("through"), status="overdue"), changes)
         overdue_ids = [k for k, v in worst.items() if v > 0]
-        current = (await uow.conn.execute(select(lo.id).where(
-            lo.status == "overdue", lo.id.not_in(overdue_ids) if overdue_ids else True))
-        ).scalars().all()
+        still = set(overdue_ids)
+        current = [loan_id for loan_id in (await uow.conn.execute(
+            select(lo.id).where(lo.status == "overdue"))).scalars() if loan_id not in still]
         if current:  # cured: everything past due was paid
             await uow.conn.execute(update(loans).where(lo.id.in_(current))
                                    .values(status="active", dpd=0))
@@ -123,10 +127,12 @@ class Collections:
         if not rows:
             return dict(counts)
         loan_ids = sorted({r.loan_id for r in rows})
-        done = {(a.loan_id, a.period, a.stage) for a in await uow.conn.execute(
-            select(collection_actions.c.loan_id, collection_actions.c.period,
-                   collection_actions.c.stage).where(
-                collection_actions.c.loan_id.in_(loan_ids)))}
+        done: set[tuple[int, int, str]] = set()
+        for part in _chunks(loan_ids):  # bound parameters are limited (asyncpg: 32,767)
+            done.update((a.loan_id, a.period, a.stage) for a in await uow.conn.execute(
+                select(collection_actions.c.loan_id, collection_actions.c.period,
+                       collection_actions.c.stage).where(
+                    collection_actions.c.loan_id.in_(part))))
         sent_today: dict[int, int] = defaultdict(int)
         for row in await uow.conn.execute(
                 select(collection_actions.c.borrower_id, func.count()).where(
@@ -217,10 +223,13 @@ class Collections:
     async def _promises_held(self, uow: UnitOfWork, loan_ids: list[int],
                              today: date) -> set[int]:
         t = servicing_tasks.c
-        rows = await uow.conn.execute(select(t.loan_id).where(
-            t.loan_id.in_(loan_ids), t.promise_status.in_(("pending", "kept")),
-            t.promise_date >= today))
-        return {r.loan_id for r in rows}
+        held: set[int] = set()
+        for part in _chunks(loan_ids):
+            rows = await uow.conn.execute(select(t.loan_id).where(
+                t.loan_id.in_(part), t.promise_status.in_(("pending", "kept")),
+                t.promise_date >= today))
+            held.update(r.loan_id for r in rows)
+        return held
 
     async def promise(self, uow: UnitOfWork, loan_id: int, promise_date: date,
                       amount: Money, *, staff_id: int | None = None) -> None:
