@@ -42,12 +42,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from config.settings import Settings
 from core.adapters.tables import users as users_table
 from core.bootstrap import Core, bootstrap
 from core.domain.money import Money
 from core.invariants import run_checks
 from core.ledger import Transfer, user_account
+from tests.support import make_settings
 
 TARGET_POST_MANY_VS_RAW = 0.15
 FUNDING_MINOR = 100_000_000  # 1,000,000.00 per user: no bench transfer can overdraw anyone
@@ -206,7 +206,7 @@ async def bench_ledger(database: str, database_url: str, data_dir: Path,
                        baseline: Callable[[Sequence[Move]], None] | None = None) -> None:
     """Time ``post_many`` and ``post`` (and the baseline, if given) ``args.repeat`` times."""
     prefix = "" if database == "sqlite" else "postgres_"
-    core = await bootstrap(Settings(database_url=database_url, data_dir=data_dir), migrate=True)
+    core = await bootstrap(make_settings(database_url, data_dir), migrate=True)
     try:
         wallets = await open_users(core, args.users)
         for run in range(args.repeat):

@@ -282,6 +282,15 @@ class ServicingSettings(_Group):
         return self
 
 
+class DialogSettings(_Group):
+    idle_minutes: int = Field(30, ge=1)
+    escalation_words: list[str] = ["人工", "转人工", "客服", "真人", "agent", "human",
+                                   "operator", "real person"]
+    complaint_words: list[str] = ["投诉", "骗子", "诈骗", "报警", "律师", "曝光", "起诉",
+                                  "complaint", "complain", "fraud", "scam", "lawyer", "police",
+                                  "sue"]
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -313,6 +322,7 @@ class Settings(BaseSettings):
     lending: LendingSettings = LendingSettings()
     promotions: PromotionSettings = PromotionSettings()
     servicing: ServicingSettings = ServicingSettings()
+    dialog: DialogSettings = DialogSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -577,3 +577,58 @@ job_runs = Table(
     Column("done_at", UtcDateTime, nullable=False),
     Column("details", Json, nullable=True),
 )
+
+# --- dialog (migration 0005) --------------------------------------------------------------------
+
+conversations = Table(
+    "conversations",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("user_id", Id, nullable=True, index=True),
+    Column("locale", String(8), nullable=False),
+    Column("flow", String(32), nullable=True),
+    Column("step", String(32), nullable=True),
+    Column("data", Json, nullable=True),
+    Column("mode", String(16), nullable=False, server_default="bot"),  # bot | queued | human
+    Column("handover_reason", String(24), nullable=True),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("misses", Integer, nullable=False, server_default="0"),
+    Column("queued_at", UtcDateTime, nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+    UniqueConstraint("channel", "chat_id", name="uq_conversations_channel_chat"),
+    Index("ix_conversations_queue", "mode", "priority", "queued_at"),
+)
+
+inbound_log = Table(
+    "inbound_log",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("message_id", String(64), primary_key=True),
+    Column("conversation_id", Id, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+)
+
+chat_messages = Table(
+    "chat_messages",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation_id", Id, ForeignKey("conversations.id"), nullable=False),
+    Column("sender", String(8), nullable=False),  # user | bot | agent | system
+    Column("text", Text, nullable=False),
+    Column("buttons", Json, nullable=True),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_chat_messages_conversation", "conversation_id", "id"),
+)
+
+faq_misses = Table(
+    "faq_misses",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("text", Text, nullable=False),
+    Column("locale", String(8), nullable=False),
+    Column("best_score", Integer, nullable=True),
+    Column("best_article", String(64), nullable=True),
+    Column("at", UtcDateTime, nullable=False, index=True),
+)

@@ -1,0 +1,245 @@
+"""The dialog engine: one turn of one conversation, the same for every channel.
+
+A turn runs inside a shared transaction of the group committer: the inbound is recorded (a
+redelivered message id is answered once), the conversation is loaded or created (its first
+touch keeps campaign attribution), idle flows reset, the message is routed - to the agent while
+a human holds the conversation, to a command, to the current flow, or to the FAQ matcher - and
+the replies, the new state and any business change commit together or not at all.
+
+Built so far: start (with attribution), help, cancel, language switch, the FAQ with confident
+answers / top-3 suggestions / misses logged, and the handover to a human on request or on anger
+and complaint words (complaints first in the queue). The account, investing and borrowing
+journeys come next; their menu buttons say so for now.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from bots.dialog.i18n import Catalog, normalize_locale
+from bots.dialog.types import Button, Inbound, Reply
+from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
+from core.adapters.uow import UnitOfWork
+from core.bootstrap import Core
+from knowledge_base import KnowledgeBase
+
+CONFIDENT = 70.0
+PRIORITY = {"complaint": 2, "asked": 1, "bot_miss": 1}
+
+
+@dataclass
+class Turn:
+    """The conversation row as this turn sees and changes it."""
+
+    id: int
+    locale: str
+    flow: str | None
+    step: str | None
+    data: dict[str, Any]
+    mode: str
+    misses: int
+
+
+class DialogEngine:
+    def __init__(self, core: Core, kb: KnowledgeBase, catalog: Catalog) -> None:
+        self.core = core
+        self.kb = kb
+        self.catalog = catalog
+        settings = core.settings.dialog
+        self.idle = timedelta(minutes=settings.idle_minutes)
+        self.ask_words = tuple(w.lower() for w in settings.escalation_words)
+        self.angry_words = tuple(w.lower() for w in settings.complaint_words)
+
+    async def handle(self, inbound: Inbound) -> list[Reply]:
+        """Answer one inbound; an inbound seen before (same channel message id) gets []."""
+
+        async def turn(uow: UnitOfWork) -> list[Reply]:
+            return await self.turn(uow, inbound)
+
+        return await self.core.batcher.run(turn)
+
+    async def turn(self, uow: UnitOfWork, inbound: Inbound) -> list[Reply]:
+        seen = (await uow.conn.execute(select(inbound_log.c.conversation_id).where(
+            inbound_log.c.channel == inbound.channel,
+            inbound_log.c.message_id == inbound.message_id))).first()
+        if seen is not None:
+            return []
+        turn, notes = await self._conversation(uow, inbound)
+        await uow.conn.execute(inbound_log.insert().values(
+            channel=inbound.channel, message_id=inbound.message_id, conversation_id=turn.id,
+            at=uow.clock.now()))
+        said = inbound.text if inbound.text is not None else f"[{inbound.action or 'event'}]"
+        await self._record(uow, turn.id, "user", said)
+        replies = notes + await self._route(uow, turn, inbound)
+        for reply in replies:
+            await self._record(uow, turn.id, reply.sender, reply.text,
+                               [{"id": b.action, "label": b.label} for b in reply.buttons])
+        await uow.conn.execute(update(conversations).where(conversations.c.id == turn.id).values(
+            locale=turn.locale, flow=turn.flow, step=turn.step, data=turn.data or None,
+            mode=turn.mode, misses=turn.misses, updated_at=uow.clock.now()))
+        return replies
+
+    # Conversation -----------------------------------------------------------------------------
+
+    async def _conversation(self, uow: UnitOfWork, inbound: Inbound) -> tuple[Turn, list[Reply]]:
+        c = conversations.c
+        row = (await uow.conn.execute(select(conversations).where(
+            c.channel == inbound.channel, c.chat_id == inbound.chat_id))).first()
+        campaign, referrer = _attribution(inbound.payload)
+        await self.core.registration.touch(
+            uow, inbound.channel, inbound.chat_id, display_name=inbound.display_name,
+            locale=normalize_locale(inbound.locale_hint, self.core.settings.locale),
+            campaign=campaign, referrer=referrer)
+        if row is None:
+            locale = normalize_locale(inbound.locale_hint, self.core.settings.locale)
+            result = await uow.conn.execute(conversations.insert().values(
+                channel=inbound.channel, chat_id=inbound.chat_id, locale=locale, mode="bot",
+                updated_at=uow.clock.now()))
+            return Turn(int(result.inserted_primary_key[0]), locale, None, None, {}, "bot",
+                        0), []
+        turn = Turn(row.id, row.locale, row.flow, row.step, dict(row.data or {}), row.mode,
+                    row.misses)
+        notes = []
+        if turn.flow and uow.clock.now() - row.updated_at > self.idle:
+            turn.flow, turn.step, turn.data = None, None, {}
+            notes.append(Reply(self.catalog.text(turn.locale, "idle_reset"), sender="system"))
+        return turn, notes
+
+    async def _record(self, uow: UnitOfWork, conversation_id: int, sender: str, text: str,
+                      buttons: list[dict[str, str]] | None = None) -> None:
+        await uow.conn.execute(chat_messages.insert().values(
+            conversation_id=conversation_id, sender=sender, text=text[:4000],
+            buttons=buttons or None, at=uow.clock.now()))
+
+    # Routing --------------------------------------------------------------------------------
+
+    async def _route(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> list[Reply]:
+        text = (inbound.text or "").strip()
+        lowered = text.lower()
+        if turn.mode == "human":
+            return []  # the agent console shows it; the bot stays quiet
+        if inbound.action:
+            return await self._action(uow, turn, inbound.action)
+        command = lowered.split()[0] if lowered.startswith("/") else None
+        if command == "/start":
+            return [self._welcome(turn)]
+        if command == "/help":
+            return [self._help(turn)]
+        if command == "/language":
+            return [self._switch_language(turn)]
+        if command == "/cancel" or lowered in ("取消", "cancel", "退出"):
+            return [self._cancel(turn)]
+        if command == "/human" or any(w in lowered for w in self.ask_words):
+            return [await self._handover(uow, turn, "asked")]
+        if any(w in lowered for w in self.angry_words):
+            return [await self._handover(uow, turn, "complaint")]
+        if turn.mode == "queued":
+            return [Reply(self.catalog.text(turn.locale, "human_waiting"), sender="system")]
+        if not text:
+            return [self._help(turn)]
+        return await self._faq(uow, turn, text)
+
+    async def _action(self, uow: UnitOfWork, turn: Turn, action: str) -> list[Reply]:
+        if action.startswith("faq:"):
+            article = self.kb.articles.get(action[4:])
+            if article is not None:
+                return [self._answer(turn, article.id)]
+        if action in ("menu:human", "talk_to_human"):
+            return [await self._handover(uow, turn, "asked")]
+        if action == "menu:language":
+            return [self._switch_language(turn)]
+        if action == "menu:faq":
+            return [self._help(turn)]
+        return [Reply(self.catalog.text(turn.locale, "journey_soon"),
+                      (self._button(turn, "talk_to_human"),))]
+
+    def _welcome(self, turn: Turn) -> Reply:
+        t = self.catalog.text
+        return Reply(t(turn.locale, "welcome"), (
+            Button("menu:invest", t(turn.locale, "menu_invest")),
+            Button("menu:borrow", t(turn.locale, "menu_borrow")),
+            Button("menu:faq", t(turn.locale, "menu_faq")),
+            Button("menu:human", t(turn.locale, "menu_human")),
+            Button("menu:language", t(turn.locale, "menu_language"))))
+
+    def _help(self, turn: Turn) -> Reply:
+        return Reply(self.catalog.text(turn.locale, "help"), self._welcome(turn).buttons)
+
+    def _cancel(self, turn: Turn) -> Reply:
+        key = "cancelled" if turn.flow else "nothing_to_cancel"
+        turn.flow, turn.step, turn.data = None, None, {}
+        return Reply(self.catalog.text(turn.locale, key), self._welcome(turn).buttons)
+
+    def _switch_language(self, turn: Turn) -> Reply:
+        turn.locale = "en" if turn.locale == "zh-CN" else "zh-CN"
+        return Reply(self.catalog.text(turn.locale, "language_set"), self._welcome(turn).buttons)
+
+    def _button(self, turn: Turn, action: str) -> Button:
+        return Button(action, self.catalog.text(turn.locale, f"action_{action}"))
+
+    def _answer(self, turn: Turn, article_id: str) -> Reply:
+        article = self.kb.articles[article_id]
+        actions = [a for a in article.actions if a != "talk_to_human"] + ["talk_to_human"]
+        return Reply(article.answer_in(turn.locale),
+                     tuple(self._button(turn, a) for a in actions))
+
+    async def _faq(self, uow: UnitOfWork, turn: Turn, text: str) -> list[Reply]:
+        found = self.kb.match(text, turn.locale)
+        if found is not None and found.score >= CONFIDENT:
+            turn.misses = 0
+            return [self._answer(turn, found.article_id)]
+        if found is not None:
+            turn.misses = 0
+            options = [found.article_id] + [a for a, _ in found.alternatives[:2]]
+            buttons = [Button(f"faq:{a}", self._question(turn, a)) for a in options]
+            return [Reply(self.catalog.text(turn.locale, "faq_pick"),
+                          (*buttons, self._button(turn, "talk_to_human")))]
+        await uow.conn.execute(faq_misses.insert().values(
+            text=text[:2000], locale=turn.locale, best_score=None, best_article=None,
+            at=uow.clock.now()))
+        turn.misses += 1
+        if turn.misses >= 2:
+            return [Reply(self.catalog.text(turn.locale, "faq_miss_again"),
+                          (self._button(turn, "talk_to_human"),))]
+        return [Reply(self.catalog.text(turn.locale, "faq_miss"),
+                      (self._button(turn, "talk_to_human"),))]
+
+    def _question(self, turn: Turn, article_id: str) -> str:
+        article = self.kb.articles[article_id]
+        questions = article.questions.get(turn.locale) or next(iter(article.questions.values()))
+        return questions[0][:60]
+
+    async def _handover(self, uow: UnitOfWork, turn: Turn, reason: str) -> Reply:
+        """Put the conversation in the human queue (complaints first, then longest waiting)."""
+        c = conversations.c
+        priority = PRIORITY[reason]
+        if turn.mode != "queued":
+            turn.mode = "queued"
+            await uow.conn.execute(update(conversations).where(c.id == turn.id).values(
+                handover_reason=reason, priority=priority, queued_at=uow.clock.now()))
+        else:
+            await uow.conn.execute(update(conversations).where(
+                c.id == turn.id, c.priority < priority).values(handover_reason=reason,
+                                                               priority=priority))
+        me = (await uow.conn.execute(select(c.priority, c.queued_at).where(c.id == turn.id))
+              ).one()
+        earlier = (c.queued_at < me.queued_at) | ((c.queued_at == me.queued_at)
+                                                  & (c.id < turn.id))
+        ahead = (await uow.conn.execute(select(func.count()).where(
+            c.mode == "queued", c.id != turn.id,
+            (c.priority > me.priority) | ((c.priority == me.priority) & earlier)))).scalar_one()
+        return Reply(self.catalog.text(turn.locale, "human_queued", ahead=ahead),
+                     sender="system")
+
+
+def _attribution(payload: str | None) -> tuple[str | None, str | None]:
+    """Deep-link payloads: ``ref_<code>`` is a referral, anything else a campaign name."""
+    if not payload:
+        return None, None
+    if payload.startswith("ref_"):
+        return None, payload[4:][:64]
+    return payload[:64], None
