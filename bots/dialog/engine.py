@@ -6,10 +6,10 @@ touch keeps campaign attribution), idle flows reset, the message is routed - to 
 a human holds the conversation, to a command, to the current flow, or to the FAQ matcher - and
 the replies, the new state and any business change commit together or not at all.
 
-Built so far: start (with attribution), help, cancel, language switch, the FAQ with confident
-answers / top-3 suggestions / misses logged, and the handover to a human on request or on anger
-and complaint words (complaints first in the queue). The account, investing and borrowing
-journeys come next; their menu buttons say so for now.
+Built so far: start (with attribution), help, cancel, language switch, registration with a phone
+code (``flows/registration.py``), the FAQ with confident answers / top-3 suggestions / misses
+logged, and the handover to a human on request or on anger and complaint words (complaints first
+in the queue). Flows register in ``FLOWS``; the other journeys come next.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from bots.dialog.flows.base import Ctx
+from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
 from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
@@ -28,6 +30,7 @@ from core.bootstrap import Core
 from knowledge_base import KnowledgeBase
 
 CONFIDENT = 70.0
+FLOWS = {flow.name: flow for flow in (RegistrationFlow(),)}
 PRIORITY = {"complaint": 2, "asked": 1, "bot_miss": 1}
 
 
@@ -42,6 +45,8 @@ class Turn:
     data: dict[str, Any]
     mode: str
     misses: int
+    identity: Any = None  # the channel identity (with first-touch attribution)
+    user_id: int | None = None
 
 
 class DialogEngine:
@@ -90,7 +95,7 @@ class DialogEngine:
         row = (await uow.conn.execute(select(conversations).where(
             c.channel == inbound.channel, c.chat_id == inbound.chat_id))).first()
         campaign, referrer = _attribution(inbound.payload)
-        await self.core.registration.touch(
+        identity = await self.core.registration.touch(
             uow, inbound.channel, inbound.chat_id, display_name=inbound.display_name,
             locale=normalize_locale(inbound.locale_hint, self.core.settings.locale),
             campaign=campaign, referrer=referrer)
@@ -100,9 +105,9 @@ class DialogEngine:
                 channel=inbound.channel, chat_id=inbound.chat_id, locale=locale, mode="bot",
                 updated_at=uow.clock.now()))
             return Turn(int(result.inserted_primary_key[0]), locale, None, None, {}, "bot",
-                        0), []
+                        0, identity, identity.user_id), []
         turn = Turn(row.id, row.locale, row.flow, row.step, dict(row.data or {}), row.mode,
-                    row.misses)
+                    row.misses, identity, identity.user_id)
         notes = []
         if turn.flow and uow.clock.now() - row.updated_at > self.idle:
             turn.flow, turn.step, turn.data = None, None, {}
@@ -123,7 +128,7 @@ class DialogEngine:
         if turn.mode == "human":
             return []  # the agent console shows it; the bot stays quiet
         if inbound.action:
-            return await self._action(uow, turn, inbound.action)
+            return await self._action(uow, turn, inbound)
         command = lowered.split()[0] if lowered.startswith("/") else None
         if command == "/start":
             return [self._welcome(turn)]
@@ -139,11 +144,22 @@ class DialogEngine:
             return [await self._handover(uow, turn, "complaint")]
         if turn.mode == "queued":
             return [Reply(self.catalog.text(turn.locale, "human_waiting"), sender="system")]
+        if turn.flow in FLOWS:
+            return await FLOWS[turn.flow].step(self._ctx(uow, turn, inbound))
         if not text:
             return [self._help(turn)]
         return await self._faq(uow, turn, text)
 
-    async def _action(self, uow: UnitOfWork, turn: Turn, action: str) -> list[Reply]:
+    def _ctx(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> Ctx:
+        return Ctx(self, uow, turn, inbound, turn.identity, turn.user_id)
+
+    async def _action(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> list[Reply]:
+        action = inbound.action or ""
+        if action in ("menu:invest", "menu:borrow") and turn.user_id is None:
+            role = "investor" if action == "menu:invest" else "borrower"
+            return await FLOWS["register"].start(self._ctx(uow, turn, inbound), role=role)
+        if turn.flow in FLOWS and not action.startswith(("menu:", "faq:")):
+            return await FLOWS[turn.flow].step(self._ctx(uow, turn, inbound))
         if action.startswith("faq:"):
             article = self.kb.articles.get(action[4:])
             if article is not None:

@@ -1,4 +1,5 @@
-"""Every text a user sees, from the zh-CN and en catalogs (``bots/dialog/locales/*.toml``).
+"""Every text a user sees, from the zh-CN and en catalogs (``bots/dialog/locales/<locale>/*.toml``,
+one file per part of the product; the two locales must have exactly the same keys).
 
 Flow code never holds a user-facing literal: it asks ``catalog.text(locale, key, **params)``.
 Domain errors render through ``core.messages`` (their own catalogs), in the same locale.
@@ -30,10 +31,16 @@ class Catalog:
 
     @classmethod
     def load(cls, directory: Path = DIRECTORY) -> Catalog:
-        texts = {}
+        texts: dict[str, dict[str, str]] = {}
         for locale in LOCALES:
-            with (directory / f"{locale}.toml").open("rb") as fh:
-                texts[locale] = {k: str(v) for k, v in tomllib.load(fh).items()}
+            table: dict[str, str] = {}
+            for path in sorted((directory / locale).glob("*.toml")):
+                with path.open("rb") as fh:
+                    for key, value in tomllib.load(fh).items():
+                        if key in table:
+                            raise ValueError(f"{path}: key {key!r} is defined twice")
+                        table[key] = str(value)
+            texts[locale] = table
         keys = [set(t) for t in texts.values()]
         if keys[0] != keys[1]:
             raise ValueError(f"catalogs differ in keys: {sorted(keys[0] ^ keys[1])}")

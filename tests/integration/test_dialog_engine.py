@@ -12,6 +12,7 @@ from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
 from bots.dialog.types import Inbound
 from core.adapters.tables import analytics_events, conversations, faq_misses
+from core.domain.errors import InvalidPhone
 from knowledge_base import KnowledgeBase
 
 _ids = itertools.count(1)
@@ -118,3 +119,47 @@ async def test_a_restarted_process_continues_the_conversation(core, engine, kb, 
     finally:
         await restarted.close()
     assert reply.text.startswith("您可以直接输入问题")
+
+
+@pytest.mark.parametrize("locale", ["zh-CN", "en"])
+async def test_a_new_investor_registers_in_chat(core, engine, locale):
+    from core.adapters.tables import users
+
+    chat = f"reg-{locale}"
+    await engine.handle(said(chat, "/start", locale=locale))
+    (ask,) = await engine.handle(said(chat, action="menu:invest", locale=locale))
+    assert ask.text == engine.catalog.text(locale, "reg_ask_phone")
+    (bad,) = await engine.handle(said(chat, "12345", locale=locale))
+    assert bad.text == engine.catalog.error(locale, InvalidPhone())
+    (sent,) = await engine.handle(said(chat, "139 0000 1234", locale=locale))
+    assert "139****1234" in sent.text
+    code = core.sms.last_code("+8613900001234")
+    (oops,) = await engine.handle(said(chat, "12ab", locale=locale))
+    assert oops.text == engine.catalog.text(locale, "reg_code_format")
+    (consent,) = await engine.handle(said(chat, code, locale=locale))
+    assert [b.action for b in consent.buttons] == ["reg:agree", "reg:decline"]
+    (done,) = await engine.handle(said(chat, action="reg:agree", locale=locale))
+    assert done.buttons[0].action == "menu:kyc"
+    async with core.uow(read_only=True) as uow:
+        user = (await uow.conn.execute(select(users.c.is_investor, users.c.referral_code))
+                ).one()
+        state = (await uow.conn.execute(select(conversations.c.flow, conversations.c.data)
+                                        .where(conversations.c.chat_id == chat))).one()
+    assert user.is_investor and user.referral_code in done.text
+    assert state.flow is None and state.data is None
+
+
+async def test_a_wrong_code_asks_again_and_keeps_the_phone(core, engine):
+    await engine.handle(said("reg-x", action="menu:borrow"))
+    await engine.handle(said("reg-x", "13900005678"))
+    code = core.sms.last_code("+8613900005678")
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    await engine.handle(said("reg-x", wrong))
+    error, ask = await engine.handle(said("reg-x", action="reg:agree"))
+    assert "4" in error.text and ask.text == engine.catalog.text("zh-CN", "reg_ask_code")
+    await engine.handle(said("reg-x", code))
+    (done,) = await engine.handle(said("reg-x", action="reg:agree"))
+    assert done.text.startswith("注册成功")
+    async with core.uow(read_only=True) as uow:
+        stored = (await uow.conn.execute(select(conversations.c.data))).all()
+    assert all("13900005678" not in repr(row) for row in stored)  # kept only encrypted

@@ -1,0 +1,1 @@
+"""Conversation flows: each journey a small state machine over core services."""
