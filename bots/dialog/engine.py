@@ -158,7 +158,11 @@ class DialogEngine:
         if action in ("menu:invest", "menu:borrow") and turn.user_id is None:
             role = "investor" if action == "menu:invest" else "borrower"
             return await FLOWS["register"].start(self._ctx(uow, turn, inbound), role=role)
-        if turn.flow in FLOWS and not action.startswith(("menu:", "faq:")):
+        if action.startswith("flow:") and action[5:] in FLOWS:
+            if turn.user_id is None and action[5:] != "register":
+                return await FLOWS["register"].start(self._ctx(uow, turn, inbound))
+            return await FLOWS[action[5:]].start(self._ctx(uow, turn, inbound))
+        if turn.flow in FLOWS and not action.startswith(("menu:", "faq:", "flow:")):
             return await FLOWS[turn.flow].step(self._ctx(uow, turn, inbound))
         if action.startswith("faq:"):
             article = self.kb.articles.get(action[4:])
