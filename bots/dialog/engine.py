@@ -21,6 +21,8 @@ from typing import Any
 from sqlalchemy import func, select, update
 
 from bots.dialog.flows.base import Ctx
+from bots.dialog.flows.investing import BrowseFlow, InvestFlow, PortfolioFlow, TopUpFlow
+from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
 from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
@@ -30,7 +32,15 @@ from core.bootstrap import Core
 from knowledge_base import KnowledgeBase
 
 CONFIDENT = 70.0
-FLOWS = {flow.name: flow for flow in (RegistrationFlow(),)}
+FLOWS = {flow.name: flow for flow in (
+    RegistrationFlow(), KycFlow(), CardFlow(), RiskFlow(), TopUpFlow(), BrowseFlow(),
+    InvestFlow(), PortfolioFlow())}
+ALIASES = {"menu:kyc": "flow:kyc", "bind_card": "flow:card", "kyc": "flow:kyc",
+           "risk_questionnaire": "flow:risk", "invest": "flow:browse",
+           "browse_listings": "flow:browse", "top_up": "flow:top_up",
+           "portfolio": "flow:portfolio"}
+# A registered investor's "invest" menu opens the marketplace.
+MENU_FLOWS = {"menu:invest": "browse"}
 PRIORITY = {"complaint": 2, "asked": 1, "bot_miss": 1}
 
 
@@ -154,10 +164,12 @@ class DialogEngine:
         return Ctx(self, uow, turn, inbound, turn.identity, turn.user_id)
 
     async def _action(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> list[Reply]:
-        action = inbound.action or ""
+        action = ALIASES.get(inbound.action or "", inbound.action or "")
         if action in ("menu:invest", "menu:borrow") and turn.user_id is None:
             role = "investor" if action == "menu:invest" else "borrower"
             return await FLOWS["register"].start(self._ctx(uow, turn, inbound), role=role)
+        if action in MENU_FLOWS:
+            return await FLOWS[MENU_FLOWS[action]].start(self._ctx(uow, turn, inbound))
         if action.startswith("flow:") and action[5:] in FLOWS:
             if turn.user_id is None and action[5:] != "register":
                 return await FLOWS["register"].start(self._ctx(uow, turn, inbound))
@@ -174,6 +186,10 @@ class DialogEngine:
             return [self._switch_language(turn)]
         if action == "menu:faq":
             return [self._help(turn)]
+        if turn.flow is None and ":" in action and not action.startswith("menu:"):
+            # a button from a finished step (a second tap on "confirm"): nothing more to do
+            return [Reply(self.catalog.text(turn.locale, "stale_button"),
+                          self._welcome(turn).buttons)]
         return [Reply(self.catalog.text(turn.locale, "journey_soon"),
                       (self._button(turn, "talk_to_human"),))]
 

@@ -102,6 +102,8 @@ class Kyc:
             raise ValueError(f"unknown id type {id_type!r}")
         user = (await uow.conn.execute(
             select(users.c.is_borrower).where(users.c.id == user_id))).one()
+        if birth_date > today:
+            raise InvalidPassport("the date of birth is in the future", reason="birth_date")
         check_age(birth_date, today, self.settings.minimum_age,
                       self.settings.borrower_maximum_age if user.is_borrower else None)
         id_hash = self.protector.lookup_hash(f"{country}:{number}", kind="identity")

@@ -25,6 +25,7 @@ from core.adapters.tables import (
     collection_actions,
     installments,
     loans,
+    repayments,
     servicing_tasks,
 )
 from core.adapters.uow import UnitOfWork
@@ -133,15 +134,19 @@ class Collections:
                 select(collection_actions.c.loan_id, collection_actions.c.period,
                        collection_actions.c.stage).where(
                     collection_actions.c.loan_id.in_(part))))
+        send_at = self._send_time(uow, today)
+        # messages are counted by the day they reach the borrower, so a catch-up after
+        # downtime still sends at most the daily number
+        send_day = send_at.astimezone(uow.clock.tz).date()
         sent_today: dict[int, int] = defaultdict(int)
         for row in await uow.conn.execute(
                 select(collection_actions.c.borrower_id, func.count()).where(
-                    collection_actions.c.business_date == today,
+                    collection_actions.c.business_date == send_day,
                     collection_actions.c.outcome == "queued")
                 .group_by(collection_actions.c.borrower_id)):
             sent_today[row[0]] = int(row[1])
         promises = await self._promises_held(uow, loan_ids, today)
-        send_at = self._send_time(uow, today)
+        real_today = uow.clock.today()
         actions, notices = [], []
         for r in rows:
             offset = (today - r.due_date).days
@@ -151,7 +156,7 @@ class Collections:
                     continue
                 if stage.offset_days > 0 and dpd < stage.offset_days:
                     continue  # within the grace period: not late yet
-                if stage.offset_days <= 0 and offset > latest_reminder:
+                if stage.offset_days <= 0 and (real_today - r.due_date).days > latest_reminder:
                     outcome = "skipped_late"  # a reminder whose day has passed: never send late
                 elif stage.action in HELD_BY_PROMISE and r.loan_id in promises:
                     continue  # held while a promise is being kept; reconsidered tomorrow
@@ -164,7 +169,8 @@ class Collections:
                 else:
                     outcome = "created"
                 actions.append({"loan_id": r.loan_id, "period": r.period, "stage": stage.name,
-                                "action": stage.action, "business_date": today,
+                                "action": stage.action,
+                                "business_date": send_day if outcome == "queued" else today,
                                 "borrower_id": r.borrower_id, "outcome": outcome,
                                 "at": uow.clock.now()})
                 counts[f"{stage.action}:{outcome}"] += 1
@@ -266,14 +272,18 @@ class Collections:
     async def settle_promises(self, uow: UnitOfWork, today: date) -> dict[str, int]:
         """Promises whose date has passed are kept if the loan is no longer overdue (or was
         paid at least the promised amount since), broken otherwise."""
-        t, lo = servicing_tasks.c, loans.c
+        t, lo, rp = servicing_tasks.c, loans.c, repayments.c
         rows = (await uow.conn.execute(
-            select(t.id, t.loan_id, lo.status, lo.borrower_id)
+            select(t.id, t.loan_id, t.created_at, t.promise_date, t.promise_amount, lo.status,
+                   lo.borrower_id)
             .select_from(servicing_tasks.join(loans, lo.id == t.loan_id))
             .where(t.promise_status == "pending", t.promise_date < today))).all()
         counts = {"kept": 0, "broken": 0}
         for r in rows:
-            kept = r.status != "overdue"
+            paid = (await uow.conn.execute(select(func.coalesce(func.sum(rp.amount), 0)).where(
+                rp.loan_id == r.loan_id, rp.received_at >= r.created_at,
+                rp.business_date <= r.promise_date))).scalar_one()
+            kept = r.status != "overdue" or Decimal(paid) >= Decimal(r.promise_amount or 0)
             await uow.conn.execute(update(servicing_tasks).where(t.id == r.id).values(
                 promise_status="kept" if kept else "broken", status="done",
                 closed_at=uow.clock.now()))

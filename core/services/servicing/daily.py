@@ -135,10 +135,11 @@ class DailyJob:
                         short += owed > 0
                         continue
                     try:
+                        # what is due is worked out again under the loan's lock: a payment
+                        # made since our read is never taken twice, nothing is prepaid
                         await self.repayments.repay(
-                            uow, r.loan_id, self.repayments.money(owed),
-                            request_key=f"auto_debit:{r.loan_id}:{day.isoformat()}",
-                            source="auto_debit")
+                            uow, r.loan_id, None, due_only=True, source="auto_debit",
+                            request_key=f"auto_debit:{r.loan_id}:{day.isoformat()}")
                     except DomainError as exc:  # nothing is left to debit after all
                         log.info("auto-debit skipped for loan %s: %s", r.loan_id, exc.code)
                         continue

@@ -28,6 +28,7 @@ from core.adapters.tables import bids, compensations, installments, loans, repay
 from core.adapters.uow import UnitOfWork
 from core.domain.errors import InvalidAmount, NothingToRepay, UnknownLoan
 from core.domain.money import Currency, Money, split
+from core.domain.schedule import add_months
 from core.ledger import Ledger, Transfer, credit, debit, user_account
 from core.services.lending.common import pct
 
@@ -104,19 +105,21 @@ class Repayments:
             .order_by(installments.c.period))).all()
         return loan, rows
 
-    def _accrued_interest(self, loan: Any, rows: list[Any], today: date) -> Decimal:
-        """Interest of the current period up to today (by days), for early settlement."""
+    def _accrued(self, loan: Any, rows: list[Any], today: date,
+                 disbursed_on: date) -> tuple[int | None, Decimal]:
+        """The current period (the first not yet due) and its interest accrued up to today, by
+        days. A period starts at the previous due date - at disbursement for the first one (a
+        bullet loan's only period runs from disbursement to maturity)."""
         future = [r for r in rows if r.due_date > today]
         if not future:
-            return Decimal(0)
+            return None, Decimal(0)
         current = future[0]
-        previous = _months_before(current.due_date)
-        disbursed = loan.disbursed_at.date() if loan.disbursed_at else previous
-        start = max(previous, disbursed)
+        start = disbursed_on if current.period == 1 or loan.method == "bullet" else \
+            add_months(disbursed_on, current.period - 1)
         days = max(0, (today - start).days)
         span = max(1, (current.due_date - start).days)
         unpaid = Decimal(current.interest) - Decimal(current.paid_interest)
-        return self.money(unpaid * days / span).amount
+        return current.period, min(unpaid, self.money(unpaid * days / span).amount)
 
     async def owed(self, uow: UnitOfWork, loan_id: int) -> Owed:
         loan, rows = await self._load(uow, loan_id)
@@ -130,29 +133,39 @@ class Repayments:
                     nxt.due_date if nxt else None,
                     self.money(_left(nxt, "principal") + _left(nxt, "interest")) if nxt
                     else Money.zero(self.currency),
-                    self.money(self._settlement(loan, rows, today).total))
+                    self.money(self._settlement(loan, rows, today,
+                                                _local_date(uow, loan)).total))
 
-    def _settlement(self, loan: Any, rows: list[Any], today: date) -> Allocation:
+    def _settlement(self, loan: Any, rows: list[Any], today: date,
+                    disbursed_on: date) -> Allocation:
+        """Everything needed to close the loan today: what is due in full, the current period's
+        interest accrued to date, the remaining principal and the early-repayment fee. Later
+        periods' interest is not owed."""
         alloc = Allocation()
+        current, accrued = self._accrued(loan, rows, today, disbursed_on)
         for r in rows:
-            alloc.penalty += _left(r, "penalty")
-            alloc.principal += _left(r, "principal")
-            if r.due_date <= today:
-                alloc.interest += _left(r, "interest")
-        alloc.interest += self._accrued_interest(loan, rows, today)
+            interest = _left(r, "interest") if r.due_date <= today else (
+                accrued if r.period == current else Decimal(0))
+            parts = {"penalty": _left(r, "penalty"), "interest": interest,
+                     "principal": _left(r, "principal")}
+            alloc.per_installment[r.period] = parts
+            alloc.penalty += parts["penalty"]
+            alloc.interest += interest
+            alloc.principal += parts["principal"]
         fee_base = sum((_left(r, "principal") for r in rows if r.due_date > today), Decimal(0))
         alloc.early_fee = self.money(fee_base * pct(self.settings.early_repayment_fee_pct)).amount
         return alloc
 
     # Allocation -----------------------------------------------------------------------------
 
-    def allocate(self, rows: list[Any], amount: Decimal, today: date) -> Allocation:
+    def allocate(self, rows: list[Any], amount: Decimal, today: date, *,
+                 due_only: bool = False) -> Allocation:
         """Apply ``amount`` to due installments (oldest first, in the configured order), then
-        to upcoming ones (early repayment of installments)."""
+        - unless ``due_only`` - to upcoming ones (early repayment of installments)."""
         alloc = Allocation()
         left = amount
         due = [r for r in rows if r.due_date <= today]
-        upcoming = [r for r in rows if r.due_date > today]
+        upcoming = [] if due_only else [r for r in rows if r.due_date > today]
         for r in due + upcoming:
             if left <= 0:
                 break
@@ -168,29 +181,35 @@ class Repayments:
     # Paying ---------------------------------------------------------------------------------
 
     async def repay(self, uow: UnitOfWork, loan_id: int, amount: Money | None, *,
-                    request_key: str, source: str = "borrower",
-                    settle: bool = False) -> RepaymentResult:
-        """Take ``amount`` (or, with ``settle``, everything needed to close the loan early)."""
+                    request_key: str, source: str = "borrower", settle: bool = False,
+                    due_only: bool = False) -> RepaymentResult:
+        """Take ``amount``; with ``settle`` (or an amount that reaches the settlement price)
+        everything needed to close the loan early; with ``due_only`` and no amount, exactly
+        what is due now - worked out under the loan's lock, never a prepayment (auto-debit)."""
         prior = (await uow.conn.execute(select(repayments).where(
             repayments.c.request_key == request_key))).first()
         if prior is not None:
             return self._result(prior, duplicate=True)
         loan, rows = await self._load(uow, loan_id)
         today = uow.clock.today()
+        settlement = self._settlement(loan, rows, today, _local_date(uow, loan))
+        if not settle and amount is not None and amount.amount >= settlement.total and any(
+                r.due_date > today for r in rows):
+            settle = True  # paying everything costs no more than settling
         if settle:
-            alloc = self._settlement(loan, rows, today)
-            alloc.per_installment = {r.period: {"penalty": _left(r, "penalty"),
-                                                "interest": _left(r, "interest"),
-                                                "principal": _left(r, "principal")}
-                                     for r in rows}
+            alloc = settlement
+        elif due_only and amount is None:
+            alloc = self.allocate(rows, Decimal("1e15"), today, due_only=True)
         else:
             if amount is None or not amount.is_positive():
                 raise InvalidAmount("the amount must be positive", reason="not_positive")
-            alloc = self.allocate(rows, amount.amount, today)
+            alloc = self.allocate(rows, amount.amount, today, due_only=due_only)
         if alloc.total <= 0:
             raise NothingToRepay("nothing is owed on this loan now", loan_id=loan_id)
+        surplus = (amount.amount - alloc.total if amount is not None and source == "collateral"
+                   else Decimal(0))
         return await self._book(uow, loan, rows, alloc, request_key=request_key, source=source,
-                                settle=settle, today=today)
+                                settle=settle, today=today, surplus=surplus)
 
     async def collateral_disposal(self, uow: UnitOfWork, loan_id: int, proceeds: Money, *,
                                   staff_id: int, description: str) -> RepaymentResult:
@@ -206,8 +225,8 @@ class Repayments:
         return result
 
     async def _book(self, uow: UnitOfWork, loan: Any, rows: list[Any], alloc: Allocation, *,
-                    request_key: str, source: str, settle: bool,
-                    today: date) -> RepaymentResult:
+                    request_key: str, source: str, settle: bool, today: date,
+                    surplus: Decimal = Decimal(0)) -> RepaymentResult:
         claims = (await uow.conn.execute(select(bids).where(
             bids.c.loan_id == loan.id, bids.c.status == "active").order_by(bids.c.id))).all()
         # (``compensated`` and ``written_off`` on bids change only at write-off)
@@ -241,7 +260,9 @@ class Repayments:
         payer = CUSTODY if source == "collateral" else user_account(loan.borrower_id,
                                                                     "available")
         received = self.money(alloc.total)
-        legs = [debit(payer, received)]
+        legs = [debit(payer, received + self.money(surplus))]
+        if surplus > 0:  # collateral sold for more than is owed: the rest is the borrower's
+            legs.append(credit(user_account(loan.borrower_id, "available"), self.money(surplus)))
         per_investor: dict[int, Decimal] = {}
         for c, p, i in zip(claims, principal_parts, income_parts, strict=True):
             per_investor[c.investor_id] = per_investor.get(c.investor_id, Decimal(0)) + \
@@ -385,10 +406,7 @@ def _left(row: Any, part: str) -> Decimal:
     return Decimal(getattr(row, part)) - Decimal(getattr(row, f"paid_{part}"))
 
 
-def _months_before(due: date) -> date:
-    month = due.month - 1 or 12
-    year = due.year - (1 if due.month == 1 else 0)
-    import calendar
 
-    return due.replace(year=year, month=month,
-                       day=min(due.day, calendar.monthrange(year, month)[1]))
+def _local_date(uow: UnitOfWork, loan: Any) -> date:
+    """The business date the loan was disbursed on (its schedule's start)."""
+    return uow.clock.local(loan.disbursed_at).date() if loan.disbursed_at else uow.clock.today()
