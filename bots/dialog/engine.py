@@ -20,7 +20,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from bots.dialog.flows.account import AutoInvestFlow, FeedbackFlow, StatementFlow, WithdrawFlow
 from bots.dialog.flows.base import Ctx
+from bots.dialog.flows.borrowing import ApplyFlow, LoansFlow, PromiseFlow, RepayFlow
 from bots.dialog.flows.investing import BrowseFlow, InvestFlow, PortfolioFlow, TopUpFlow
 from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
 from bots.dialog.flows.registration import RegistrationFlow
@@ -34,13 +36,17 @@ from knowledge_base import KnowledgeBase
 CONFIDENT = 70.0
 FLOWS = {flow.name: flow for flow in (
     RegistrationFlow(), KycFlow(), CardFlow(), RiskFlow(), TopUpFlow(), BrowseFlow(),
-    InvestFlow(), PortfolioFlow())}
+    InvestFlow(), PortfolioFlow(), WithdrawFlow(), StatementFlow(), AutoInvestFlow(),
+    FeedbackFlow(), ApplyFlow(), LoansFlow(), RepayFlow(), PromiseFlow())}
+OPEN_TO_ALL = ("register", "feedback")  # flows a chat may use before registering
 ALIASES = {"menu:kyc": "flow:kyc", "bind_card": "flow:card", "kyc": "flow:kyc",
            "risk_questionnaire": "flow:risk", "invest": "flow:browse",
            "browse_listings": "flow:browse", "top_up": "flow:top_up",
-           "portfolio": "flow:portfolio"}
+           "portfolio": "flow:portfolio", "withdraw": "flow:withdraw",
+           "statement": "flow:statement", "auto_invest": "flow:auto_invest",
+           "apply_loan": "flow:apply", "repay_now": "flow:my_loans"}
 # A registered investor's "invest" menu opens the marketplace.
-MENU_FLOWS = {"menu:invest": "browse"}
+MENU_FLOWS = {"menu:invest": "browse", "menu:borrow": "my_loans"}
 PRIORITY = {"complaint": 2, "asked": 1, "bot_miss": 1}
 
 
@@ -171,7 +177,7 @@ class DialogEngine:
         if action in MENU_FLOWS:
             return await FLOWS[MENU_FLOWS[action]].start(self._ctx(uow, turn, inbound))
         if action.startswith("flow:") and action[5:] in FLOWS:
-            if turn.user_id is None and action[5:] != "register":
+            if turn.user_id is None and action[5:] not in OPEN_TO_ALL:
                 return await FLOWS["register"].start(self._ctx(uow, turn, inbound))
             return await FLOWS[action[5:]].start(self._ctx(uow, turn, inbound))
         if turn.flow in FLOWS and not action.startswith(("menu:", "faq:", "flow:")):

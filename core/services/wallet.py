@@ -148,13 +148,15 @@ class Wallet:
             raise DailyWithdrawalLimit("daily withdrawal limit reached",
                                        limit=str(s.daily_withdrawal_limit), left=str(left.amount))
         fee = Money.of(s.withdrawal_fee, self.currency)
-        order = await self._create_order(uow, user_id, "withdrawal", amount, fee, card.id,
-                                         request_key)
-        await self.ledger.post(uow, Transfer(
-            f"withdrawal:{order.id}:freeze", "withdrawal_freeze",
-            (debit(user_account(user_id, "available"), amount + fee),
-             credit(user_account(user_id, "frozen"), amount + fee)),
-            meta={"order_id": order.id}))
+        # a refused freeze leaves no order behind, even if the caller commits its transaction
+        async with uow.savepoint():
+            order = await self._create_order(uow, user_id, "withdrawal", amount, fee, card.id,
+                                             request_key)
+            await self.ledger.post(uow, Transfer(
+                f"withdrawal:{order.id}:freeze", "withdrawal_freeze",
+                (debit(user_account(user_id, "available"), amount + fee),
+                 credit(user_account(user_id, "frozen"), amount + fee)),
+                meta={"order_id": order.id}))
         await self._check_quick_in_out(uow, user_id, order.id)
         uow.after_commit.append(lambda: self._open_at_bank(uow.factory, order))
         return order
