@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from decimal import Decimal
 
 import pytest
@@ -11,7 +10,6 @@ from sqlalchemy import select
 from bots.dialog.engine import FLOWS, DialogEngine
 from bots.dialog.flows.account import AutoInvestFlow, FeedbackFlow, StatementFlow, WithdrawFlow
 from bots.dialog.i18n import Catalog
-from bots.dialog.types import Inbound
 from core.adapters.tables import analytics_events, payment_orders
 from core.domain.errors import (
     InsufficientFunds,
@@ -22,9 +20,8 @@ from core.domain.errors import (
 from core.services.lending.autoinvest import AutoInvestRule
 from knowledge_base import KnowledgeBase
 from tests.integration.accounts_helpers import Person
+from tests.integration.dialog_helpers import Chat
 from tests.integration.lending_helpers import cny, investor
-
-_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -37,26 +34,6 @@ def engine(core, kb) -> DialogEngine:
     for flow in (WithdrawFlow(), StatementFlow(), AutoInvestFlow(), FeedbackFlow()):
         FLOWS.setdefault(flow.name, flow)  # the engine owner registers them for good later
     return DialogEngine(core, kb, Catalog.load())
-
-
-class Chat:
-    """A registered user talking to the engine from the chat their account was opened in."""
-
-    def __init__(self, engine: DialogEngine, person: Person, locale: str) -> None:
-        self.engine, self.person, self.locale = engine, person, locale
-        self.chat = person.identity.external_id
-
-    async def send(self, text: str | None = None, *, action: str | None = None,
-                   message_id: str | None = None):
-        return await self.engine.handle(Inbound(
-            self.person.identity.channel, self.chat, message_id or f"m{next(_ids)}", text=text,
-            action=action, locale_hint=self.locale))
-
-    def t(self, key: str, **params) -> str:
-        return self.engine.catalog.text(self.locale, key, **params)
-
-    def error(self, exc) -> str:
-        return self.engine.catalog.error(self.locale, exc)
 
 
 async def wallet(core, person: Person):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from datetime import timedelta
 from decimal import Decimal
 
@@ -12,14 +11,12 @@ from sqlalchemy import select
 from bots.dialog.engine import FLOWS, DialogEngine
 from bots.dialog.flows.borrowing import ApplyFlow, LoansFlow, PromiseFlow, RepayFlow
 from bots.dialog.i18n import Catalog
-from bots.dialog.types import Inbound
 from core.adapters.tables import loans, servicing_tasks
 from core.domain.errors import AmountOutOfRange, InvalidAmount
 from knowledge_base import KnowledgeBase
-from tests.integration.accounts_helpers import Person, onboard
+from tests.integration.accounts_helpers import onboard
+from tests.integration.dialog_helpers import Chat
 from tests.integration.servicing_helpers import active_loan, days, drain_wallet, run_day, schedule
-
-_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -32,26 +29,6 @@ def engine(core, kb) -> DialogEngine:
     for flow in (ApplyFlow(), LoansFlow(), RepayFlow(), PromiseFlow()):
         FLOWS.setdefault(flow.name, flow)  # the engine owner registers them for good later
     return DialogEngine(core, kb, Catalog.load())
-
-
-class Chat:
-    """A registered user talking to the engine from the chat their account was opened in."""
-
-    def __init__(self, engine: DialogEngine, person: Person, locale: str) -> None:
-        self.engine, self.person, self.locale = engine, person, locale
-        self.chat = person.identity.external_id
-
-    async def send(self, text: str | None = None, *, action: str | None = None,
-                   message_id: str | None = None):
-        return await self.engine.handle(Inbound(
-            self.person.identity.channel, self.chat, message_id or f"m{next(_ids)}", text=text,
-            action=action, locale_hint=self.locale))
-
-    def t(self, key: str, **params) -> str:
-        return self.engine.catalog.text(self.locale, key, **params)
-
-    def error(self, exc) -> str:
-        return self.engine.catalog.error(self.locale, exc)
 
 
 def actions(reply) -> list[str]:

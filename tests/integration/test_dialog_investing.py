@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 
 import pytest
 from sqlalchemy import func, select
@@ -11,7 +10,6 @@ from sqlalchemy import func, select
 from bots.dialog.engine import FLOWS, DialogEngine
 from bots.dialog.flows.investing import BrowseFlow, InvestFlow, PortfolioFlow, TopUpFlow
 from bots.dialog.i18n import Catalog
-from bots.dialog.types import Inbound
 from core.adapters.tables import bids, loans, payment_orders
 from core.domain.errors import (
     BidExceedsRemaining,
@@ -23,10 +21,9 @@ from core.domain.money import Money
 from core.domain.schedule import build_schedule, investor_schedules
 from knowledge_base import KnowledgeBase
 from tests.integration.accounts_helpers import Person
+from tests.integration.dialog_helpers import Chat
 from tests.integration.lending_helpers import cny, investor, listed_loan
 from tests.integration.servicing_helpers import active_loan
-
-_ids = itertools.count(1)
 
 
 @pytest.fixture(scope="module")
@@ -39,26 +36,6 @@ def engine(core, kb) -> DialogEngine:
     for flow in (TopUpFlow(), BrowseFlow(), InvestFlow(), PortfolioFlow()):
         FLOWS.setdefault(flow.name, flow)  # the engine owner registers them for good later
     return DialogEngine(core, kb, Catalog.load())
-
-
-class Chat:
-    """A registered user talking to the engine from the chat their account was opened in."""
-
-    def __init__(self, engine: DialogEngine, person: Person, locale: str) -> None:
-        self.engine, self.person, self.locale = engine, person, locale
-        self.chat = person.identity.external_id
-
-    async def send(self, text: str | None = None, *, action: str | None = None,
-                   message_id: str | None = None):
-        return await self.engine.handle(Inbound(
-            self.person.identity.channel, self.chat, message_id or f"m{next(_ids)}", text=text,
-            action=action, locale_hint=self.locale))
-
-    def t(self, key: str, **params) -> str:
-        return self.engine.catalog.text(self.locale, key, **params)
-
-    def error(self, exc) -> str:
-        return self.engine.catalog.error(self.locale, exc)
 
 
 async def wallet(core, person: Person):

@@ -52,13 +52,11 @@ from bots.dialog.flows.investing import percent, yuan
 from bots.dialog.types import Button, Reply
 from core import analytics
 from core.domain.errors import (
-    CardRequired,
     DailyWithdrawalLimit,
     DomainError,
     InsufficientFunds,
     InvalidAmount,
     InvalidAutoInvestRule,
-    KycRequired,
     WithdrawalOutOfRange,
 )
 from core.domain.money import Money, parse_amount
@@ -82,13 +80,9 @@ class WithdrawFlow:
     name = "withdraw"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        try:
-            await ctx.core.kyc.verified_person(ctx.uow, ctx.user_id)
-            await ctx.core.cards.require_card(ctx.uow, ctx.user_id)
-        except KycRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:kyc", "action_kyc"))]
-        except CardRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:card", "action_bind_card"))]
+        missing = await ctx.needs_verified_card()
+        if missing is not None:
+            return missing
         ctx.turn.flow = self.name
         ctx.data.clear()
         ctx.goto("amount")

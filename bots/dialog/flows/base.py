@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from bots.dialog.types import Button, Inbound, Reply
 from core.adapters.uow import UnitOfWork
-from core.domain.errors import DomainError
+from core.domain.errors import CardRequired, DomainError, KycRequired
 from core.services.registration import ChannelIdentity
 
 if TYPE_CHECKING:
@@ -50,6 +50,18 @@ class Ctx:
 
     def finish(self) -> None:
         self.turn.flow, self.turn.step, self.turn.data = None, None, {}
+
+    async def needs_verified_card(self) -> list[Reply] | None:
+        """Money moves only for a verified user with a bound card: otherwise the refusal, with
+        a button to the step that is missing; ``None`` when both are there."""
+        try:
+            await self.core.kyc.verified_person(self.uow, self.user_id)
+            await self.core.cards.require_card(self.uow, self.user_id)
+        except KycRequired as exc:
+            return [self.error(exc, self.button("flow:kyc", "action_kyc"))]
+        except CardRequired as exc:
+            return [self.error(exc, self.button("flow:card", "action_bind_card"))]
+        return None
 
     def seal(self, value: str, context: str) -> str:
         """Personal data kept between steps is stored encrypted in the conversation state."""

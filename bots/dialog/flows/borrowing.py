@@ -58,12 +58,10 @@ from bots.dialog.types import Button, Reply
 from core.domain.errors import (
     AmountOutOfRange,
     BorrowingCapExceeded,
-    CardRequired,
     DomainError,
     InsufficientFunds,
     InvalidAmount,
     InvalidPromise,
-    KycRequired,
     NotOverdue,
     UnknownLoan,
 )
@@ -118,13 +116,9 @@ class ApplyFlow:
     name = "apply"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        try:
-            await ctx.core.kyc.verified_person(ctx.uow, ctx.user_id)
-            await ctx.core.cards.require_card(ctx.uow, ctx.user_id)
-        except KycRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:kyc", "action_kyc"))]
-        except CardRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:card", "action_bind_card"))]
+        missing = await ctx.needs_verified_card()
+        if missing is not None:
+            return missing
         ctx.turn.flow = self.name
         ctx.data.clear()
         ctx.goto("product")

@@ -40,11 +40,9 @@ from core.domain.errors import (
     BidBelowMinimum,
     BidExceedsRemaining,
     BidNotMultiple,
-    CardRequired,
     DomainError,
     InsufficientFunds,
     InvalidAmount,
-    KycRequired,
     ListingClosed,
     NoviceCapExceeded,
     RiskAssessmentRequired,
@@ -90,13 +88,9 @@ class TopUpFlow:
     name = "top_up"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        try:
-            await ctx.core.kyc.verified_person(ctx.uow, ctx.user_id)
-            await ctx.core.cards.require_card(ctx.uow, ctx.user_id)
-        except KycRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:kyc", "action_kyc"))]
-        except CardRequired as exc:
-            return [ctx.error(exc, ctx.button("flow:card", "action_bind_card"))]
+        missing = await ctx.needs_verified_card()
+        if missing is not None:
+            return missing
         ctx.turn.flow = self.name
         ctx.data.clear()
         ctx.goto("amount")
