@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from bots.dialog.flows.account import AutoInvestFlow, FeedbackFlow, StatementFlow, WithdrawFlow
 from bots.dialog.flows.base import Ctx
@@ -28,6 +28,7 @@ from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
 from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
+from core.adapters.batching import Coalescer
 from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
 from core.adapters.uow import UnitOfWork
 from core.bootstrap import Core
@@ -74,67 +75,127 @@ class DialogEngine:
         self.idle = timedelta(minutes=settings.idle_minutes)
         self.ask_words = tuple(w.lower() for w in settings.escalation_words)
         self.angry_words = tuple(w.lower() for w in settings.complaint_words)
+        batching = core.settings.batching
+        self.desk: Coalescer[Inbound, list[Reply]] = Coalescer(
+            core.uow, self.turn_many, max_batch=batching.max_batch,
+            max_delay=batching.max_delay_ms / 1000)
 
     async def handle(self, inbound: Inbound) -> list[Reply]:
-        """Answer one inbound; an inbound seen before (same channel message id) gets []."""
+        """Answer one inbound; an inbound seen before (same channel message id) gets [].
 
-        async def turn(uow: UnitOfWork) -> list[Reply]:
-            return await self.turn(uow, inbound)
+        Concurrent inbounds from many chats are handed to ``turn_many`` together (the turn
+        desk), which reads what a batch needs once and writes it in bulk."""
+        return await self.desk.submit(inbound)
 
-        return await self.core.batcher.run(turn)
+    async def close(self) -> None:
+        await self.desk.close()
 
     async def turn(self, uow: UnitOfWork, inbound: Inbound) -> list[Reply]:
-        seen = (await uow.conn.execute(select(inbound_log.c.conversation_id).where(
-            inbound_log.c.channel == inbound.channel,
-            inbound_log.c.message_id == inbound.message_id))).first()
-        if seen is not None:
-            return []
-        turn, notes = await self._conversation(uow, inbound)
-        await uow.conn.execute(inbound_log.insert().values(
-            channel=inbound.channel, message_id=inbound.message_id, conversation_id=turn.id,
-            at=uow.clock.now()))
-        said = inbound.text if inbound.text is not None else f"[{inbound.action or 'event'}]"
-        await self._record(uow, turn.id, "user", said)
-        replies = notes + await self._route(uow, turn, inbound)
-        for reply in replies:
-            await self._record(uow, turn.id, reply.sender, reply.text,
-                               [{"id": b.action, "label": b.label} for b in reply.buttons])
-        await uow.conn.execute(update(conversations).where(conversations.c.id == turn.id).values(
-            locale=turn.locale, flow=turn.flow, step=turn.step, data=turn.data or None,
-            mode=turn.mode, misses=turn.misses, updated_at=uow.clock.now()))
-        return replies
+        """One turn in the caller's unit of work (what a one-message-at-a-time bot would do)."""
+        return (await self.turn_many(uow, [inbound]))[0]
+
+    async def turn_many(self, uow: UnitOfWork, inbounds: list[Inbound]) -> list[list[Reply]]:
+        """Turns of many chats in one transaction, each answered as if it were alone: a chat
+        that sent two messages sees the state its first one left."""
+        results: list[list[Reply]] = [[] for _ in inbounds]
+        fresh = await self._fresh(uow, inbounds)
+        if not fresh:
+            return results
+        now = uow.clock.now()
+        chats = list(dict.fromkeys((inbounds[n].channel, inbounds[n].chat_id) for n in fresh))
+        first = {}
+        for n in fresh:
+            first.setdefault((inbounds[n].channel, inbounds[n].chat_id), inbounds[n])
+        identities = await self.core.registration.touch_many(uow, [
+            self._contact(first[chat]) for chat in chats])
+        turns, notes = await self._conversations(uow, first, identities)
+        log_rows, message_rows = [], []
+        for n in fresh:
+            inbound = inbounds[n]
+            turn = turns[(inbound.channel, inbound.chat_id)]
+            said = inbound.text if inbound.text is not None else f"[{inbound.action or 'event'}]"
+            message_rows.append(_message(turn.id, "user", said, now))
+            replies = notes.pop((inbound.channel, inbound.chat_id), []) + \
+                await self._route(uow, turn, inbound)
+            message_rows += [_message(turn.id, r.sender, r.text, now,
+                                      [{"id": b.action, "label": b.label} for b in r.buttons])
+                             for r in replies]
+            log_rows.append({"channel": inbound.channel, "message_id": inbound.message_id,
+                             "conversation_id": turn.id, "at": now})
+            results[n] = replies
+        await uow.conn.execute(inbound_log.insert(), log_rows)
+        await uow.conn.execute(chat_messages.insert(), message_rows)
+        c = conversations.c
+        await uow.conn.execute(
+            update(conversations).where(c.id == bindparam("conv")).values(
+                locale=bindparam("locale_"), flow=bindparam("flow_"), step=bindparam("step_"),
+                data=bindparam("data_", type_=c.data.type), mode=bindparam("mode_"),
+                misses=bindparam("misses_"), updated_at=bindparam("at_", type_=c.updated_at.type)),
+            [{"conv": t.id, "locale_": t.locale, "flow_": t.flow, "step_": t.step,
+              "data_": t.data or None, "mode_": t.mode, "misses_": t.misses, "at_": now}
+             for t in turns.values()])
+        return results
+
+    async def _fresh(self, uow: UnitOfWork, inbounds: list[Inbound]) -> list[int]:
+        """Positions of inbounds not answered before (nor earlier in this batch)."""
+        by_channel: dict[str, list[str]] = {}
+        for inbound in inbounds:
+            by_channel.setdefault(inbound.channel, []).append(inbound.message_id)
+        seen: set[tuple[str, str]] = set()
+        for channel, ids in by_channel.items():
+            rows = await uow.conn.execute(select(inbound_log.c.message_id).where(
+                inbound_log.c.channel == channel, inbound_log.c.message_id.in_(ids)))
+            seen.update((channel, row.message_id) for row in rows)
+        fresh = []
+        for n, inbound in enumerate(inbounds):
+            key = (inbound.channel, inbound.message_id)
+            if key not in seen:
+                seen.add(key)
+                fresh.append(n)
+        return fresh
+
+    def _contact(self, inbound: Inbound) -> dict[str, Any]:
+        campaign, referrer = _attribution(inbound.payload)
+        return {"channel": inbound.channel, "external_id": inbound.chat_id,
+                "display_name": inbound.display_name,
+                "locale": normalize_locale(inbound.locale_hint, self.core.settings.locale),
+                "campaign": campaign, "referrer": referrer}
 
     # Conversation -----------------------------------------------------------------------------
 
-    async def _conversation(self, uow: UnitOfWork, inbound: Inbound) -> tuple[Turn, list[Reply]]:
+    async def _conversations(self, uow: UnitOfWork, first: dict[tuple[str, str], Inbound],
+                             identities: dict[tuple[str, str], Any]
+                             ) -> tuple[dict[tuple[str, str], Turn],
+                                        dict[tuple[str, str], list[Reply]]]:
         c = conversations.c
-        row = (await uow.conn.execute(select(conversations).where(
-            c.channel == inbound.channel, c.chat_id == inbound.chat_id))).first()
-        campaign, referrer = _attribution(inbound.payload)
-        identity = await self.core.registration.touch(
-            uow, inbound.channel, inbound.chat_id, display_name=inbound.display_name,
-            locale=normalize_locale(inbound.locale_hint, self.core.settings.locale),
-            campaign=campaign, referrer=referrer)
-        if row is None:
-            locale = normalize_locale(inbound.locale_hint, self.core.settings.locale)
-            result = await uow.conn.execute(conversations.insert().values(
-                channel=inbound.channel, chat_id=inbound.chat_id, locale=locale, mode="bot",
-                updated_at=uow.clock.now()))
-            return Turn(int(result.inserted_primary_key[0]), locale, None, None, {}, "bot",
-                        0, identity, identity.user_id), []
-        turn = Turn(row.id, row.locale, row.flow, row.step, dict(row.data or {}), row.mode,
-                    row.misses, identity, identity.user_id)
-        notes = []
-        if turn.flow and uow.clock.now() - row.updated_at > self.idle:
-            turn.flow, turn.step, turn.data = None, None, {}
-            notes.append(Reply(self.catalog.text(turn.locale, "idle_reset"), sender="system"))
-        return turn, notes
-
-    async def _record(self, uow: UnitOfWork, conversation_id: int, sender: str, text: str,
-                      buttons: list[dict[str, str]] | None = None) -> None:
-        await uow.conn.execute(chat_messages.insert().values(
-            conversation_id=conversation_id, sender=sender, text=text[:4000],
-            buttons=buttons or None, at=uow.clock.now()))
+        rows: dict[tuple[str, str], Any] = {}
+        by_channel: dict[str, list[str]] = {}
+        for channel, chat in first:
+            by_channel.setdefault(channel, []).append(chat)
+        for channel, chats in by_channel.items():
+            for row in await uow.conn.execute(select(conversations).where(
+                    c.channel == channel, c.chat_id.in_(chats))):
+                rows[(channel, row.chat_id)] = row
+        turns, notes = {}, {}
+        now = uow.clock.now()
+        for key, inbound in first.items():
+            identity = identities[key]
+            row = rows.get(key)
+            if row is None:
+                locale = normalize_locale(inbound.locale_hint, self.core.settings.locale)
+                result = await uow.conn.execute(conversations.insert().values(
+                    channel=key[0], chat_id=key[1], locale=locale, mode="bot", updated_at=now))
+                turns[key] = Turn(int(result.inserted_primary_key[0]), locale, None, None, {},
+                                  "bot", 0, identity, identity.user_id)
+                continue
+            turn = Turn(row.id, row.locale, row.flow, row.step, dict(row.data or {}), row.mode,
+                        row.misses, identity, identity.user_id)
+            if turn.flow and now - row.updated_at > self.idle:
+                turn.flow, turn.step, turn.data = None, None, {}
+                notes[key] = [Reply(self.catalog.text(turn.locale, "idle_reset"),
+                                    sender="system")]
+            turns[key] = turn
+        return turns, notes
 
     # Routing --------------------------------------------------------------------------------
 
@@ -285,3 +346,9 @@ def _attribution(payload: str | None) -> tuple[str | None, str | None]:
     if payload.startswith("ref_"):
         return None, payload[4:][:64]
     return payload[:64], None
+
+
+def _message(conversation_id: int, sender: str, text: str, at: Any,
+             buttons: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"conversation_id": conversation_id, "sender": sender, "text": text[:4000],
+            "buttons": buttons or None, "at": at}

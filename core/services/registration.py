@@ -16,8 +16,9 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from config.settings import RegistrationSettings
 from core import analytics
@@ -94,6 +95,32 @@ class Registration:
                               props={"referrer": referrer} if referrer else None)
         return ChannelIdentity(identity_id, channel, external_id, None, locale, campaign,
                                referrer, created=True)
+
+    async def touch_many(self, uow: UnitOfWork, contacts: list[dict[str, Any]]
+                         ) -> dict[tuple[str, str], ChannelIdentity]:
+        """``touch`` for a batch of chats (keys as in ``touch`` plus ``channel`` and
+        ``external_id``): known chats in two statements, new ones one by one."""
+        c = channel_identities.c
+        found: dict[tuple[str, str], ChannelIdentity] = {}
+        by_channel: dict[str, list[str]] = {}
+        for contact in contacts:
+            by_channel.setdefault(contact["channel"], []).append(contact["external_id"])
+        for channel, ids in by_channel.items():
+            for row in await uow.conn.execute(select(channel_identities).where(
+                    c.channel == channel, c.external_id.in_(ids))):
+                found[(channel, row.external_id)] = ChannelIdentity(
+                    row.id, channel, row.external_id, row.user_id, row.locale, row.campaign,
+                    row.referrer, created=False)
+        if found:
+            await uow.conn.execute(
+                update(channel_identities).where(c.id == bindparam("ident"))
+                .values(last_seen_at=uow.clock.now()),
+                [{"ident": identity.id} for identity in found.values()])
+        for contact in contacts:
+            key = (contact["channel"], contact["external_id"])
+            if key not in found:
+                found[key] = await self.touch(uow, **contact)
+        return found
 
     # Verification codes ---------------------------------------------------------------------
 

@@ -163,3 +163,18 @@ async def test_a_wrong_code_asks_again_and_keeps_the_phone(core, engine):
     async with core.uow(read_only=True) as uow:
         stored = (await uow.conn.execute(select(conversations.c.data))).all()
     assert all("13900005678" not in repr(row) for row in stored)  # kept only encrypted
+
+
+async def test_a_burst_of_chats_is_answered_in_few_transactions_each_as_if_alone(engine):
+    import asyncio
+
+    before = engine.desk.batches
+    inbounds = [said(f"burst-{n}", "/start") for n in range(60)]
+    # one chat sends two things at once: the second must see what the first changed
+    inbounds += [said("burst-0", action="menu:language"), said("burst-0", "/help")]
+    replies = await asyncio.gather(*(engine.handle(i) for i in inbounds))
+    assert all(r and "欢迎" in r[0].text for r in replies[:60])
+    assert replies[60][0].text == "Switched to English."
+    assert replies[61][0].text.startswith("Type a question")
+    assert engine.desk.batches - before <= 3
+    await engine.close()
