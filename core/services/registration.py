@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import func, select, update
 
 from config.settings import RegistrationSettings
 from core import analytics
@@ -111,11 +111,10 @@ class Registration:
                 found[(channel, row.external_id)] = ChannelIdentity(
                     row.id, channel, row.external_id, row.user_id, row.locale, row.campaign,
                     row.referrer, created=False)
-        if found:
-            await uow.conn.execute(
-                update(channel_identities).where(c.id == bindparam("ident"))
-                .values(last_seen_at=uow.clock.now()),
-                [{"ident": identity.id} for identity in found.values()])
+        if found:  # one statement: every chat of the batch was seen now
+            await uow.conn.execute(update(channel_identities).where(
+                c.id.in_([identity.id for identity in found.values()]))
+                .values(last_seen_at=uow.clock.now()))
         for contact in contacts:
             key = (contact["channel"], contact["external_id"])
             if key not in found:
