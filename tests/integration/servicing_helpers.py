@@ -87,3 +87,20 @@ def days(start: date, end: date):
     while day <= end:
         yield day
         day += timedelta(days=1)
+
+
+async def repay(core: Core, loan_id: int, amount: str | None = None, key: str = "r1",
+                settle: bool = False):
+    """The borrower pays ``amount`` (or settles) on a loan, in a transaction of its own."""
+    async with core.uow() as uow:
+        result = await core.repayments.repay(uow, loan_id, cny(amount) if amount else None,
+                                             request_key=key, settle=settle)
+        await uow.commit()
+    return result
+
+
+async def loan_row(core: Core, loan_id: int):
+    from core.adapters.tables import loans
+
+    async with core.uow(read_only=True) as uow:
+        return (await uow.conn.execute(select(loans).where(loans.c.id == loan_id))).one()

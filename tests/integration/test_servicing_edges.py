@@ -25,24 +25,12 @@ from tests.integration.servicing_helpers import (
     days,
     drain_wallet,
     fund_wallet,
+    repay,
     run_day,
     schedule,
     set_day,
     violations,
 )
-
-
-async def repay(core, loan_id, amount=None, key="r1", settle=False):
-    async with core.uow() as uow:
-        result = await core.repayments.repay(uow, loan_id, cny(amount) if amount else None,
-                                             request_key=key, settle=settle)
-        await uow.commit()
-    return result
-
-
-async def loan_row(core, loan_id):
-    async with core.uow(read_only=True) as uow:
-        return (await uow.conn.execute(select(loans).where(loans.c.id == loan_id))).one()
 
 
 async def property_loan(core, method="bullet", months=12, amount="50000"):
