@@ -121,32 +121,36 @@ class Cards:
 
     async def confirm_binding(self, uow_factory: UnitOfWorkFactory, user_id: int, card_id: int,
                               code: str) -> Card:
-        """The user typed the bank's code: the bank confirms, the card becomes the active one."""
-        c = bank_cards.c
-        async with uow_factory(read_only=True) as uow:
-            row = (await uow.conn.execute(select(bank_cards).where(
-                c.id == card_id, c.user_id == user_id))).first()
-        if row is None or row.status != "pending" or row.bank_ref is None:
-            raise CardBindingFailed("no card binding is waiting for a code")
-        if not await self.bank.confirm_card_binding(row.bank_ref, code.strip()):
-            raise CardBindingFailed("the bank did not accept the code")
+        """The user typed the bank's code: ``confirm`` in a transaction of its own."""
         async with uow_factory() as uow:
-            now = uow.clock.now()
-            await uow.conn.execute(update(bank_cards).where(
-                c.user_id == user_id, c.status == "active").values(status="replaced",
-                                                                   ended_at=now))
-            await uow.conn.execute(update(bank_cards).where(c.id == card_id).values(
-                status="active", bound_at=now))
-            # other bindings started earlier cannot later replace this card without a code
-            await uow.conn.execute(update(bank_cards).where(
-                c.user_id == user_id, c.status == "pending", c.id != card_id).values(
-                status="failed", ended_at=now))
-            await analytics.track(uow, "card_bound", user_id=user_id,
-                                  props={"bank": row.bank_code})
-            await notify.enqueue(uow, user_id, "security_card_bound",
-                                 {"bank_code": row.bank_code, "last4": row.last4},
-                                 dedupe_key=f"card_bound:{card_id}")
+            card = await self.confirm(uow, user_id, card_id, code)
             await uow.commit()
+        return card
+
+    async def confirm(self, uow: UnitOfWork, user_id: int, card_id: int, code: str) -> Card:
+        """The bank confirms the code and the card becomes the active one, in the caller's unit
+        of work. ``CardBindingFailed`` with ``waiting=False`` when no binding waits for a code
+        (start again), ``waiting=True`` when the bank refused this code (type it again)."""
+        c = bank_cards.c
+        row = (await uow.conn.execute(select(bank_cards).where(
+            c.id == card_id, c.user_id == user_id))).first()
+        if row is None or row.status != "pending" or row.bank_ref is None:
+            raise CardBindingFailed("no card binding is waiting for a code", waiting=False)
+        if not await self.bank.confirm_card_binding(row.bank_ref, code.strip()):
+            raise CardBindingFailed("the bank did not accept the code", waiting=True)
+        now = uow.clock.now()
+        await uow.conn.execute(update(bank_cards).where(
+            c.user_id == user_id, c.status == "active").values(status="replaced", ended_at=now))
+        await uow.conn.execute(update(bank_cards).where(c.id == card_id).values(
+            status="active", bound_at=now))
+        # other bindings started earlier cannot later replace this card without a code
+        await uow.conn.execute(update(bank_cards).where(
+            c.user_id == user_id, c.status == "pending", c.id != card_id).values(
+            status="failed", ended_at=now))
+        await analytics.track(uow, "card_bound", user_id=user_id, props={"bank": row.bank_code})
+        await notify.enqueue(uow, user_id, "security_card_bound",
+                             {"bank_code": row.bank_code, "last4": row.last4},
+                             dedupe_key=f"card_bound:{card_id}")
         return Card(card_id, row.bank_code, row.last4, "active")
 
     async def active_card(self, uow: UnitOfWork, user_id: int) -> Card | None:

@@ -83,8 +83,7 @@ class WithdrawFlow:
         missing = await ctx.needs_verified_card()
         if missing is not None:
             return missing
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("amount")
         balance = await ctx.core.wallet.summary(ctx.uow, ctx.user_id)
         return [ctx.reply("withdraw_ask_amount", available=yuan(balance.available),
@@ -165,8 +164,7 @@ class StatementFlow:
     name = "statement"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["page"] = 1
         ctx.goto("page")
         return [await self._page(ctx)]
@@ -257,8 +255,7 @@ class AutoInvestFlow:
     name = "auto_invest"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("menu")
         rule = await ctx.core.auto_invest.rule(ctx.uow, ctx.user_id)
         if rule is None:
@@ -430,8 +427,7 @@ class FeedbackFlow:
     name = "feedback"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("text")
         return [ctx.reply("feedback_ask")]
 

@@ -45,6 +45,11 @@ class Ctx:
         """A refusal in the user's language; the flow stays on its step (nothing is lost)."""
         return Reply(self.engine.catalog.error(self.turn.locale, exc), tuple(buttons))
 
+    def begin(self, flow: str) -> None:
+        """This conversation is now in ``flow``, with nothing collected yet."""
+        self.turn.flow = flow
+        self.data.clear()
+
     def goto(self, step: str) -> None:
         self.turn.step = step
 

@@ -119,8 +119,7 @@ class ApplyFlow:
         missing = await ctx.needs_verified_card()
         if missing is not None:
             return missing
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("product")
         return [self._ask_product(ctx, "apply_ask_product")]
 
@@ -318,8 +317,7 @@ class LoansFlow:
     name = "my_loans"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("menu")
         return [await self._overview(ctx)]
 
@@ -417,8 +415,7 @@ class RepayFlow:
                 raise UnknownLoan(f"loan {loan_id} is not being repaid", loan_id=loan_id)
         except DomainError as exc:
             return [ctx.error(exc)]
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["loan_id"] = loan_id
         ctx.goto("choose")
         return [self._ask(ctx, loan)]
@@ -531,8 +528,7 @@ class PromiseFlow:
                 raise NotOverdue("this loan is not overdue", loan_id=loan_id)
         except DomainError as exc:
             return [ctx.error(exc)]
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["loan_id"] = loan_id
         ctx.goto("date")
         return [self._ask_date(ctx, "promise_ask_date", overdue=yuan(loan.overdue),

@@ -91,8 +91,7 @@ class TopUpFlow:
         missing = await ctx.needs_verified_card()
         if missing is not None:
             return missing
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("amount")
         minimum = Money.of(ctx.core.settings.wallet.min_top_up, ctx.core.currency)
         return [ctx.reply("topup_ask_amount", minimum=yuan(minimum))]
@@ -117,8 +116,7 @@ class BrowseFlow:
     name = "browse"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data.update(page=1, filter=options.get("filter", "all"))
         ctx.goto("list")
         return [await self._page(ctx)]
@@ -237,8 +235,7 @@ class InvestFlow:
             return [ctx.error(exc, ctx.button("flow:risk", "action_risk_questionnaire"))]
         except DomainError as exc:  # the current step (the loan's detail) stays
             return [ctx.error(exc)]
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["loan_id"] = loan_id
         ctx.goto("amount")
         lending = ctx.core.settings.lending
@@ -266,7 +263,7 @@ class InvestFlow:
         try:
             amount = parse_amount(ctx.inbound.text or "", ctx.core.currency)
             item = await ctx.core.listings.get(ctx.uow, loan_id)
-            ctx.core.investing._check_amount(amount)  # minimum and multiple, as invest checks
+            ctx.core.investing.check_amount(amount)
             if amount > item.remaining:
                 raise BidExceedsRemaining("more than what remains", loan_id=loan_id,
                                           remaining=str(item.remaining.amount))

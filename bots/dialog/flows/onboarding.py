@@ -51,13 +51,9 @@ stateDiagram-v2
     answer --> [*]: all answered, level and max product risk
 ```
 
-Card confirmation runs in the turn's unit of work. ``Cards.confirm_binding`` takes the unit-of-work
-factory and opens transactions of its own, which inside a dialog turn (already holding SQLite's
-writer lock through the group committer) would deadlock. Until core offers a variant taking a
-unit of work, ``_activate_card`` below repeats its writes on the turn's unit of work: the same
-status changes, the ``card_bound`` event and the ``security_card_bound`` notice. Keep the two in
-step. The bank is asked before the writes, as in ``Cards``: if the turn's transaction were then
-rolled back, the sandbox would have spent the code and the user is told to start again.
+Card confirmation runs in the turn's unit of work (``Cards.confirm``). The bank is asked before
+our writes: if the turn's transaction were then rolled back, the sandbox would have spent the code
+and the user is told to start again.
 """
 
 from __future__ import annotations
@@ -67,14 +63,9 @@ import unicodedata
 from datetime import date
 from typing import Any
 
-from sqlalchemy import select, update
-
 from bots.dialog.flows.base import Ctx
 from bots.dialog.flows.registration import CODE
 from bots.dialog.types import Button, Reply
-from core import analytics, notify
-from core.adapters.tables import bank_cards
-from core.adapters.uow import UnitOfWork
 from core.domain.errors import (
     CardBindingFailed,
     DomainError,
@@ -98,7 +89,6 @@ from core.domain.identity import (
     validate_resident_id,
 )
 from core.domain.risk_profile import Question
-from core.services.cards import Card
 
 DATE = re.compile(r"(\d{4})[-/.年]?(\d{1,2})[-/.月]?(\d{1,2})日?")
 FINAL = (UnderAge, OverAge, IdentityAlreadyUsed, KycAlreadySubmitted)  # retyping cannot help
@@ -130,8 +120,7 @@ class KycFlow:
             ctx.finish()
             return [ctx.reply(f"kyc_already_{state.status}", name=state.name_masked,
                               id=state.id_masked)]
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.goto("name")
         key = "kyc_rejected_retry" if state.status == "rejected" else "kyc_ask_name"
         return [ctx.reply(key)]
@@ -235,8 +224,7 @@ class CardFlow:
             ctx.finish()
             key = "card_kyc_pending" if state.status == "pending" else "card_needs_kyc"
             return [ctx.reply(key, ctx.button("flow:kyc", "action_kyc"))]
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         active = await core.cards.active_card(uow, ctx.user_id)
         if active is None:
             ctx.goto("number")
@@ -313,42 +301,15 @@ class CardFlow:
         code = "".join(_text(ctx).split())
         if not CODE.match(code):
             return [ctx.reply("card_code_format")]
-        row = await _pending_card(ctx.uow, ctx.user_id, ctx.data["card_id"])
-        if row is None:  # the bank was unavailable, or another binding replaced this one
-            ctx.finish()
-            return [ctx.error(CardBindingFailed("no binding waits for a code"), self._again(ctx))]
-        if not await ctx.core.bank.confirm_card_binding(row.bank_ref, code):
-            return [ctx.error(CardBindingFailed("the bank did not accept the code"))]
-        card = await _activate_card(ctx.uow, row)
+        try:
+            card = await ctx.core.cards.confirm(ctx.uow, ctx.user_id, ctx.data["card_id"], code)
+        except CardBindingFailed as exc:
+            if exc.params.get("waiting"):  # a wrong code: type it again
+                return [ctx.error(exc)]
+            ctx.finish()  # the bank was unavailable, or another binding replaced this one
+            return [ctx.error(exc, self._again(ctx))]
         ctx.finish()
         return [ctx.reply("card_bound", card=card.label(ctx.core.bins, ctx.turn.locale))]
-
-
-async def _pending_card(uow: UnitOfWork, user_id: int, card_id: int) -> Any:
-    c = bank_cards.c
-    row = (await uow.conn.execute(select(bank_cards).where(
-        c.id == card_id, c.user_id == user_id))).first()
-    if row is None or row.status != "pending" or row.bank_ref is None:
-        return None
-    return row
-
-
-async def _activate_card(uow: UnitOfWork, row: Any) -> Card:
-    """The writes of ``Cards.confirm_binding`` on the caller's unit of work (see the docstring)."""
-    c = bank_cards.c
-    now = uow.clock.now()
-    await uow.conn.execute(update(bank_cards).where(
-        c.user_id == row.user_id, c.status == "active").values(status="replaced", ended_at=now))
-    await uow.conn.execute(update(bank_cards).where(c.id == row.id).values(
-        status="active", bound_at=now))
-    await uow.conn.execute(update(bank_cards).where(
-        c.user_id == row.user_id, c.status == "pending", c.id != row.id).values(
-        status="failed", ended_at=now))
-    await analytics.track(uow, "card_bound", user_id=row.user_id, props={"bank": row.bank_code})
-    await notify.enqueue(uow, row.user_id, "security_card_bound",
-                         {"bank_code": row.bank_code, "last4": row.last4},
-                         dedupe_key=f"card_bound:{row.id}")
-    return Card(row.id, row.bank_code, row.last4, "active")
 
 
 # Risk questionnaire ---------------------------------------------------------------------------
@@ -358,8 +319,7 @@ class RiskFlow:
     name = "risk"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["answers"] = {}
         ctx.goto("answer")
         return [ctx.reply("risk_intro"), self._ask(ctx, self._next(ctx))]

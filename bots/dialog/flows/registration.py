@@ -34,8 +34,7 @@ class RegistrationFlow:
     name = "register"
 
     async def start(self, ctx: Ctx, **options: Any) -> list[Reply]:
-        ctx.turn.flow = self.name
-        ctx.data.clear()
+        ctx.begin(self.name)
         ctx.data["roles"] = [options.get("role", "investor")]
         ctx.goto("phone")
         return [ctx.reply("reg_ask_phone")]

@@ -103,7 +103,7 @@ class Investing:
         live: list[int] = []
         for i, r in enumerate(requests):
             try:
-                self._check_amount(r.amount)
+                self.check_amount(r.amount)
                 live.append(i)
             except DomainError as exc:
                 out[i] = exc
@@ -137,7 +137,8 @@ class Investing:
                       if isinstance(original, BidResult) else original)
         return [o for o in out if o is not None]
 
-    def _check_amount(self, amount: Money) -> None:
+    def check_amount(self, amount: Money) -> None:
+        """The bid rules an amount alone must meet (minimum, multiple), before any lock."""
         s = self.settings
         if amount.amount < s.min_bid:
             raise BidBelowMinimum("bid below the minimum", minimum=str(s.min_bid))

@@ -192,24 +192,35 @@ class Repayments:
             return self._result(prior, duplicate=True)
         loan, rows = await self._load(uow, loan_id)
         today = uow.clock.today()
-        settlement = self._settlement(loan, rows, today, _local_date(uow, loan))
-        if not settle and amount is not None and amount.amount >= settlement.total and any(
-                r.due_date > today for r in rows):
-            settle = True  # paying everything costs no more than settling
-        if settle:
-            alloc = settlement
-        elif due_only and amount is None:
-            alloc = self.allocate(rows, Decimal("1e15"), today, due_only=True)
-        else:
-            if amount is None or not amount.is_positive():
-                raise InvalidAmount("the amount must be positive", reason="not_positive")
-            alloc = self.allocate(rows, amount.amount, today, due_only=due_only)
+        alloc, settle = self._plan(uow, loan, rows, amount, settle=settle, due_only=due_only)
         if alloc.total <= 0:
             raise NothingToRepay("nothing is owed on this loan now", loan_id=loan_id)
         surplus = (amount.amount - alloc.total if amount is not None and source == "collateral"
                    else Decimal(0))
         return await self._book(uow, loan, rows, alloc, request_key=request_key, source=source,
                                 settle=settle, today=today, surplus=surplus)
+
+    def _plan(self, uow: UnitOfWork, loan: Any, rows: list[Any], amount: Money | None, *,
+              settle: bool, due_only: bool) -> tuple[Allocation, bool]:
+        """How a payment would be applied, and whether it settles the loan (shared by ``repay``
+        and ``preview``, so a preview never differs from what is booked)."""
+        today = uow.clock.today()
+        settlement = self._settlement(loan, rows, today, _local_date(uow, loan))
+        if not settle and amount is not None and amount.amount >= settlement.total and any(
+                r.due_date > today for r in rows):
+            settle = True  # paying everything costs no more than settling
+        if settle:
+            return settlement, True
+        if due_only and amount is None:
+            return self.allocate(rows, Decimal("1e15"), today, due_only=True), False
+        if amount is None or not amount.is_positive():
+            raise InvalidAmount("the amount must be positive", reason="not_positive")
+        return self.allocate(rows, amount.amount, today, due_only=due_only), False
+
+    async def preview(self, uow: UnitOfWork, loan_id: int, amount: Money) -> Allocation:
+        """What paying ``amount`` now would settle; nothing is written."""
+        loan, rows = await self._load(uow, loan_id)
+        return self._plan(uow, loan, rows, amount, settle=False, due_only=False)[0]
 
     async def collateral_disposal(self, uow: UnitOfWork, loan_id: int, proceeds: Money, *,
                                   staff_id: int, description: str) -> RepaymentResult:

@@ -208,8 +208,7 @@ class Views:
     async def what_would_settle(self, uow: UnitOfWork, loan_id: int,
                                 amount: Money) -> dict[str, Any]:
         """What paying ``amount`` now would settle: per installment and part, nothing written."""
-        _, rows = await self.repayments._load(uow, loan_id)
-        alloc = self.repayments.allocate(rows, amount.amount, uow.clock.today())
+        alloc = await self.repayments.preview(uow, loan_id, amount)
         return {"penalty": self.money(alloc.penalty), "interest": self.money(alloc.interest),
                 "principal": self.money(alloc.principal),
                 "unused": self.money(amount.amount - alloc.total),
