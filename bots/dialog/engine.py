@@ -178,15 +178,21 @@ class DialogEngine:
                 rows[(channel, row.chat_id)] = row
         turns, notes = {}, {}
         now = uow.clock.now()
-        for key, inbound in first.items():
+        new = [{"channel": key[0], "chat_id": key[1], "mode": "bot", "updated_at": now,
+                "locale": normalize_locale(inbound.locale_hint, self.core.settings.locale)}
+               for key, inbound in first.items() if key not in rows]
+        if new:  # one statement for every chat that writes for the first time
+            result = await uow.conn.execute(
+                conversations.insert().returning(c.id, sort_by_parameter_order=True), new)
+            for values, (conversation_id,) in zip(new, result.all(), strict=True):
+                key = (values["channel"], values["chat_id"])
+                identity = identities[key]
+                turns[key] = Turn(conversation_id, values["locale"], None, None, {}, "bot", 0,
+                                  identity, identity.user_id)
+        for key in first:
             identity = identities[key]
             row = rows.get(key)
             if row is None:
-                locale = normalize_locale(inbound.locale_hint, self.core.settings.locale)
-                result = await uow.conn.execute(conversations.insert().values(
-                    channel=key[0], chat_id=key[1], locale=locale, mode="bot", updated_at=now))
-                turns[key] = Turn(int(result.inserted_primary_key[0]), locale, None, None, {},
-                                  "bot", 0, identity, identity.user_id)
                 continue
             turn = Turn(row.id, row.locale, row.flow, row.step, dict(row.data or {}), row.mode,
                         row.misses, identity, identity.user_id)

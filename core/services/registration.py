@@ -99,8 +99,10 @@ class Registration:
     async def touch_many(self, uow: UnitOfWork, contacts: list[dict[str, Any]]
                          ) -> dict[tuple[str, str], ChannelIdentity]:
         """``touch`` for a batch of chats (keys as in ``touch`` plus ``channel`` and
-        ``external_id``): known chats in two statements, new ones one by one."""
+        ``external_id``) in a fixed number of statements: one read per channel, one update for
+        the known chats, one insert (and one analytics insert) for the new ones."""
         c = channel_identities.c
+        now = uow.clock.now()
         found: dict[tuple[str, str], ChannelIdentity] = {}
         by_channel: dict[str, list[str]] = {}
         for contact in contacts:
@@ -114,11 +116,25 @@ class Registration:
         if found:  # one statement: every chat of the batch was seen now
             await uow.conn.execute(update(channel_identities).where(
                 c.id.in_([identity.id for identity in found.values()]))
-                .values(last_seen_at=uow.clock.now()))
-        for contact in contacts:
-            key = (contact["channel"], contact["external_id"])
-            if key not in found:
-                found[key] = await self.touch(uow, **contact)
+                .values(last_seen_at=now))
+        new = list({(k["channel"], k["external_id"]): k for k in contacts
+                    if (k["channel"], k["external_id"]) not in found}.values())
+        if not new:
+            return found
+        rows = [{"channel": k["channel"], "external_id": k["external_id"],
+                 "display_name": k.get("display_name"), "locale": k.get("locale"),
+                 "campaign": k.get("campaign"), "referrer": k.get("referrer"),
+                 "first_seen_at": now, "last_seen_at": now} for k in new]
+        result = await uow.conn.execute(
+            channel_identities.insert().returning(c.id, sort_by_parameter_order=True), rows)
+        for row, (identity_id,) in zip(rows, result.all(), strict=True):
+            found[(row["channel"], row["external_id"])] = ChannelIdentity(
+                identity_id, row["channel"], row["external_id"], None, row["locale"],
+                row["campaign"], row["referrer"], created=True)
+        await analytics.track_many(uow, [
+            {"name": "first_visit", "channel": row["channel"], "campaign": row["campaign"],
+             "props": {"referrer": row["referrer"]} if row["referrer"] else None, "at": now}
+            for row in rows])
         return found
 
     # Verification codes ---------------------------------------------------------------------
