@@ -60,8 +60,10 @@ class KnowledgeBase:
     def reload(self) -> int:
         """Re-read every article file; on a malformed file keep serving the old articles."""
         articles = read_articles(self.directory)
-        index = Index((a.id, locale, q) for a in articles.values()
-                      for locale, qs in a.questions.items() for q in qs)
+        index = Index(((a.id, locale, q) for a in articles.values()
+                       for locale, qs in a.questions.items() for q in qs),
+                      ((a.id, locale, text) for a in articles.values()
+                       for locale, text in a.answer.items()))
         self.articles, self._index = articles, index
         log.info("knowledge base: %d articles from %s", len(articles), self.directory)
         return len(articles)

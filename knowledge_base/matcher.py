@@ -32,10 +32,13 @@ from __future__ import annotations
 
 import math
 import re
+import tomllib
 import unicodedata
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 
 from rapidfuzz import fuzz, process
 
@@ -59,14 +62,97 @@ AMBIGUOUS = (50.0, 3.0)  # below this score, a lead smaller than this means no a
 CANDIDATES = 12      # articles scored in full, by coverage
 UNSEEN = 1.0         # an unseen word or character, in rare terms (at least UNSEEN_MIN)
 UNSEEN_MIN = 2.5
+ANSWER = 0.15
+ANSWER_DF = False
+FOREIGN = 4.0
+FUZZY_KNOWN = 1.0
 EVIDENCE = 0.8       # matched weight, in rare terms, below which the score shrinks
 
 
 def normalize(text: str) -> str:
     """Full-width to half-width, lower case, punctuation of any script to spaces."""
     folded = unicodedata.normalize("NFKC", text).lower()
-    kept = [ch if not unicodedata.category(ch).startswith(("P", "S")) else " " for ch in folded]
-    return re.sub(r"\s+", " ", "".join(kept)).strip()
+    return " ".join(folded.translate(_PUNCTUATION).split())
+
+
+class _Punctuation(dict[int, str]):
+    """``str.translate`` table: punctuation and symbols of any script become spaces, other
+    characters stay (looked up in ``unicodedata`` once per character, then remembered)."""
+
+    def __missing__(self, code: int) -> str:
+        char = chr(code)
+        value = " " if unicodedata.category(char).startswith(("P", "S")) else char
+        self[code] = value
+        return value
+
+
+_PUNCTUATION = _Punctuation()
+
+
+LEXICON = Path(__file__).resolve().parent / "lexicon.toml"
+
+
+class _Synonyms:
+    """Rewrites every variant of a lexicon to its canonical form, longest match first: Chinese
+    variants anywhere in the text, English ones on whole words only."""
+
+    def __init__(self, canonical: dict[str, str]) -> None:
+        self.chinese = {v: t for v, t in canonical.items() if has_cjk(v)}
+        self.pattern = re.compile("|".join(
+            map(re.escape, sorted(self.chinese, key=len, reverse=True)))) if self.chinese else None
+        self.english = {tuple(v.split()): t for v, t in canonical.items() if not has_cjk(v)}
+        self.words = max(map(len, self.english), default=0)
+        self.first_words = frozenset(v[0] for v in self.english)
+
+    def rewrite(self, text: str) -> str:
+        if self.pattern is not None and has_cjk(text):
+            text = self.pattern.sub(lambda found: self.chinese[found.group(0)], text)
+        if not self.english:
+            return text
+        words, out, i = text.split(), [], 0
+        while i < len(words):
+            if words[i] not in self.first_words:
+                out.append(words[i])
+                i += 1
+                continue
+            for size in range(min(self.words, len(words) - i), 0, -1):
+                target = self.english.get(tuple(words[i:i + size]))
+                if target is not None:
+                    out.append(target)
+                    i += size
+                    break
+            else:
+                out.append(words[i])
+                i += 1
+        return " ".join(out)
+
+
+@lru_cache(maxsize=4)
+def _synonyms(path: Path) -> _Synonyms:
+    """The lexicon at ``path``: variant -> canonical form, both normalised."""
+    table = tomllib.loads(path.read_text(encoding="utf-8"))
+    table.pop("out_of_scope", None)
+    canonical: dict[str, str] = {}
+    for entries in table.values():
+        for target, variants in entries.items():
+            for variant in variants:
+                canonical[normalize(variant)] = normalize(target)
+    return _Synonyms(canonical)
+
+
+@lru_cache(maxsize=4)
+def _foreign(path: Path) -> tuple[str, ...]:
+    """The lexicon's out-of-scope terms, normalised."""
+    table = tomllib.loads(path.read_text(encoding="utf-8")).get("out_of_scope", {})
+    return tuple(normalize(term) for terms in table.values() for term in terms)
+
+
+def canonical(text: str, lexicon: Path | None = LEXICON) -> str:
+    """Normalised text with every domain synonym rewritten to its canonical form."""
+    text = normalize(text)
+    if lexicon is None:
+        return text
+    return _synonyms(lexicon).rewrite(text)
 
 
 def has_cjk(text: str) -> bool:
@@ -115,31 +201,41 @@ class _Article:
     article_id: str
     entries: list[_Entry] = field(default_factory=list)
     terms: set[str] = field(default_factory=set)
+    answer_terms: set[str] = field(default_factory=set)
 
 
 class _LocaleIndex:
-    """The articles of one locale: their pooled terms, posted by term."""
+    """The articles of one locale, posted by the terms of their questions (``postings``) and
+    by the terms only their answer holds (``answer_postings``)."""
 
     def __init__(self) -> None:
         self.articles: list[_Article] = []
         self.postings: dict[str, list[int]] = {}
+        self.answer_postings: dict[str, list[int]] = {}
 
 
 class Index:
-    def __init__(self, variants: Iterable[tuple[str, str, str]]) -> None:
+    def __init__(self, variants: Iterable[tuple[str, str, str]],
+                 answers: Iterable[tuple[str, str, str]] = (),
+                 lexicon: Path | None = LEXICON) -> None:
+        self.lexicon = lexicon
         by_locale: dict[str, dict[str, _Article]] = defaultdict(dict)
         for article_id, locale, question in variants:
-            text = normalize(question)
+            text = canonical(question, self.lexicon)
             terms = frozenset(tokens(text))
             if not terms:
                 continue
             article = by_locale[locale].setdefault(article_id, _Article(article_id))
             article.entries.append(_Entry(article_id, locale, text, terms))
             article.terms |= terms
+        for article_id, locale, answer in answers:
+            if article_id in by_locale[locale]:
+                found = by_locale[locale][article_id]
+                found.answer_terms = set(tokens(canonical(answer, self.lexicon))) - found.terms
         df: dict[str, int] = defaultdict(int)
         for articles in by_locale.values():
             for article in articles.values():
-                for term in article.terms:
+                for term in article.terms | (article.answer_terms if ANSWER_DF else set()):
                     df[term] += 1
         total = max(1, sum(len(a) for a in by_locale.values()))
         self.idf = {t: math.log(1 + (total - n + 0.5) / (n + 0.5)) * _kind(t)
@@ -151,15 +247,25 @@ class Index:
         for locale, articles in by_locale.items():
             index = self.locales[locale] = _LocaleIndex()
             postings: dict[str, list[int]] = defaultdict(list)
+            answer_postings: dict[str, list[int]] = defaultdict(list)
             for n, article in enumerate(articles.values()):
                 index.articles.append(article)
                 for entry in article.entries:
                     entry.weight = sum(self.idf[t] for t in entry.terms)
                 for term in article.terms:
                     postings[term].append(n)
+                for term in article.answer_terms:
+                    answer_postings[term].append(n)
             index.postings = dict(postings)
+            index.answer_postings = dict(answer_postings)
         self.vocabulary = sorted(t for t in self.idf if not has_cjk(t))
         self.chars = frozenset(t for t in self.idf if len(t) == 1 and has_cjk(t))
+        said = "\n".join(e.text for articles in by_locale.values()
+                         for a in articles.values() for e in a.entries)
+        foreign = [t for t in (_foreign(lexicon) if lexicon else ()) if t and t not in said]
+        self.foreign = re.compile("|".join(
+            re.escape(t) if has_cjk(t) else rf"(?<![a-z0-9]){re.escape(t)}(?![a-z0-9])"
+            for t in sorted(foreign, key=len, reverse=True))) if foreign else None
 
     def _query_terms(self, text: str) -> tuple[dict[str, float], float]:
         """Known terms of the query with their weights (typos mapped to the nearest known
@@ -191,14 +297,19 @@ class Index:
         return found, unknown
 
     def search(self, question: str, locale: str | None, limit: int = 4) -> list[tuple[str, float]]:
-        text = normalize(question)
+        text = canonical(question, self.lexicon)
         if not text:
             return []
         terms, unknown = self._query_terms(text)
         if not terms:
             return []
-        total = sum(terms.values()) + unknown
+        if self.foreign is not None:
+            unknown += FOREIGN * self.unseen * len(set(self.foreign.findall(text)))
+        known = sum(terms.values())
+        total = known + unknown
         chinese = has_cjk(text)
+        fuzzy_share = known / total if FUZZY_KNOWN == 1 else (known / total) ** FUZZY_KNOWN
+        scorer = fuzz.partial_ratio if chinese else fuzz.token_set_ratio
         best: dict[str, float] = {}
         for name, index in self.locales.items():
             if locale is not None and name != locale:
@@ -207,12 +318,26 @@ class Index:
             for term, weight in terms.items():
                 for n in index.postings.get(term, ()):
                     covered[n] += weight
-            top = sorted(covered.items(), key=lambda item: -item[1])[:CANDIDATES]
-            for n, shared in top:
+                for n in index.answer_postings.get(term, ()):
+                    covered[n] += weight * ANSWER
+            # Score without the fuzzy part first; rapidfuzz runs only while an article could
+            # still reach the best few (its fuzzy part is at most FUZZY x fuzzy_share).
+            bounds = []
+            for n, shared in sorted(covered.items(), key=lambda item: -item[1])[:CANDIDATES]:
                 article = index.articles[n]
-                score = _score(text, terms, total, shared / total, article, chinese)
-                if EVIDENCE:
-                    score *= min(1.0, shared / (EVIDENCE * self.rare))
+                similarity, closest = _closest(article, terms, total)
+                evidence = min(1.0, shared / (EVIDENCE * self.rare)) if EVIDENCE else 1.0
+                partial = COVER * shared / total + VARIANT * similarity
+                bounds.append((100 * evidence * (partial + FUZZY * fuzzy_share), partial,
+                               evidence, article, closest))
+            bounds.sort(key=lambda b: -b[0])
+            scores: list[float] = []
+            for bound, partial, evidence, article, closest in bounds:
+                if len(scores) >= limit and bound < sorted(scores)[-limit]:
+                    break
+                fuzzy = scorer(text, closest.text) / 100 * fuzzy_share
+                score = 100 * evidence * (partial + FUZZY * fuzzy)
+                scores.append(score)
                 if score > best.get(article.article_id, -1):
                     best[article.article_id] = score
         ranked = sorted(best.items(), key=lambda item: (-item[1], item[0]))
@@ -226,17 +351,16 @@ def _kind(term: str) -> float:
     return ZH_UNIGRAM if len(term) == 1 and has_cjk(term) else 1.0
 
 
-def _score(text: str, terms: dict[str, float], total: float, cover: float,
-           article: _Article, chinese: bool) -> float:
-    """0-100: how well the article answers a question with these weighted terms."""
-    best_variant, best_entry = 0.0, article.entries[0]
+def _closest(article: _Article, terms: dict[str, float], total: float) -> tuple[float, _Entry]:
+    """The article's most similar question variant: the geometric mean of how much of the
+    question is in it and of it in the question; ties go to the earlier variant."""
+    best, closest = 0.0, article.entries[0]
     for entry in article.entries:
-        shared = sum(w for t, w in terms.items() if t in entry.terms)
-        if not shared:
+        common = entry.terms.intersection(terms)
+        if not common:
             continue
+        shared = sum(terms[t] for t in common)
         similarity = math.sqrt((shared / total) * min(1.0, shared / entry.weight))
-        if similarity > best_variant:
-            best_variant, best_entry = similarity, entry
-    scorer = fuzz.partial_ratio if chinese else fuzz.token_set_ratio
-    fuzzy = scorer(text, best_entry.text) / 100
-    return 100 * (COVER * cover + VARIANT * best_variant + FUZZY * fuzzy)
+        if similarity > best:
+            best, closest = similarity, entry
+    return best, closest
