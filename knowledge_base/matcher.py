@@ -320,23 +320,25 @@ class Index:
                     covered[n] += weight
                 for n in index.answer_postings.get(term, ()):
                     covered[n] += weight * ANSWER
-            # Score without the fuzzy part first; rapidfuzz runs only while an article could
-            # still reach the best few (its fuzzy part is at most FUZZY x fuzzy_share).
+            # Bound each candidate's score from above (its best variant holds at most the
+            # question's terms it shares with the article; fuzzy is at most 1), then score in
+            # full, best bound first, only while a candidate could still reach the best few.
             bounds = []
             for n, shared in sorted(covered.items(), key=lambda item: -item[1])[:CANDIDATES]:
-                article = index.articles[n]
-                similarity, closest = _closest(article, terms, total)
                 evidence = min(1.0, shared / (EVIDENCE * self.rare)) if EVIDENCE else 1.0
-                partial = COVER * shared / total + VARIANT * similarity
-                bounds.append((100 * evidence * (partial + FUZZY * fuzzy_share), partial,
-                               evidence, article, closest))
+                cover = COVER * shared / total
+                ceiling = cover + VARIANT * math.sqrt(min(1.0, shared / total)) \
+                    + FUZZY * fuzzy_share
+                bounds.append((100 * evidence * ceiling, cover, evidence, n))
             bounds.sort(key=lambda b: -b[0])
             scores: list[float] = []
-            for bound, partial, evidence, article, closest in bounds:
+            for bound, cover, evidence, n in bounds:
                 if len(scores) >= limit and bound < sorted(scores)[-limit]:
                     break
+                article = index.articles[n]
+                similarity, closest = _closest(article, terms, total)
                 fuzzy = scorer(text, closest.text) / 100 * fuzzy_share
-                score = 100 * evidence * (partial + FUZZY * fuzzy)
+                score = 100 * evidence * (cover + VARIANT * similarity + FUZZY * fuzzy)
                 scores.append(score)
                 if score > best.get(article.article_id, -1):
                     best[article.article_id] = score
