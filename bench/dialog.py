@@ -304,10 +304,11 @@ async def timed_run(store: Store, kb: KnowledgeBase, catalog: Catalog,
                     profiler: cProfile.Profile | None = None) -> Run:
     path = store.fresh()
     core = await store.open(path)
+    engine = DialogEngine(core, kb, catalog)
     try:
-        engine = DialogEngine(core, kb, catalog)
         return await converse(engine, scripts, turn, Counters(core), profiler)
     finally:
+        await engine.close()
         await core.close()
         store.discard(path)
 
