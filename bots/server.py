@@ -11,6 +11,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, time, timedelta
+from typing import Any
 
 from aiohttp import web
 from sqlalchemy import text
@@ -22,12 +23,17 @@ log = logging.getLogger(__name__)
 CORE = web.AppKey("core", Core)
 
 
-def create_app(core: Core, *, close_core: bool = True, background: bool = True
-               ) -> web.Application:
+def create_app(core: Core, *, close_core: bool = True, background: bool = True,
+               chat: bool = True) -> web.Application:
     app = web.Application(client_max_size=6 * 1024 * 1024)
     app[CORE] = core
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/callbacks/custody", custody_callback)
+    if chat:
+        channels = ChatChannels(core)
+        app[CHANNELS] = channels
+        if channels.telegram is not None and channels.telegram.mode == "webhook":
+            app.router.add_post(channels.telegram.webhook_path, channels.telegram.webhook)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("P2P Desk serving on the %s database", core.engine.dialect.name)
@@ -36,9 +42,62 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True
             await core.close()
 
     app.cleanup_ctx.append(lifecycle)
+    if chat:
+        app.cleanup_ctx.append(app[CHANNELS].run)
     if background:
         app.cleanup_ctx.append(background_work)
     return app
+
+
+class ChatChannels:
+    """The dialog engine and the chat channels over it (Telegram when a token is set), and the
+    relay that turns due outbox notices into chat messages."""
+
+    def __init__(self, core: Core) -> None:
+        from bots.dialog.engine import DialogEngine
+        from bots.dialog.i18n import Catalog
+        from knowledge_base import KnowledgeBase
+
+        self.core = core
+        self.engine = DialogEngine(core, KnowledgeBase.load(), Catalog.load())
+        self.telegram: Any = None
+        if core.settings.telegram_token is not None:
+            from bots.telegram.adapter import TelegramAdapter
+
+            self.telegram = TelegramAdapter(core, self.engine)
+        else:
+            log.info("Telegram is off: set P2P_TELEGRAM_TOKEN to turn the bot on")
+
+    async def run(self, _app: web.Application) -> AsyncIterator[None]:
+        if self.telegram is not None:
+            await self.telegram.start()
+        relay = asyncio.create_task(self._relay_forever(), name="notice-relay")
+        yield
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+        if self.telegram is not None:
+            await self.telegram.stop()
+        await self.engine.close()
+
+    async def _relay_forever(self) -> None:
+        from bots.dialog.relay import relay_notices
+
+        while True:
+            try:
+                async with self.core.uow() as uow:
+                    queued = await relay_notices(self.engine, uow)
+                    await uow.commit()
+                if queued and self.telegram is not None:
+                    self.telegram.sender.poke()
+            except Exception:
+                log.exception("relaying notices failed; retrying")
+                queued = 0
+            if not queued:
+                await asyncio.sleep(1.0)
+
+
+CHANNELS = web.AppKey("channels", ChatChannels)
 
 
 async def background_work(app: web.Application) -> AsyncIterator[None]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from decimal import ROUND_DOWN, ROUND_HALF_EVEN, ROUND_HALF_UP, ROUND_UP, Decimal
@@ -291,6 +292,17 @@ class DialogSettings(_Group):
                                   "sue"]
 
 
+class DeliverySettings(_Group):
+    """Sending to chat channels: per-chat and overall pace, retries, leases."""
+
+    per_chat_interval_ms: int = Field(1000, ge=0)  # Telegram: about one message a second a chat
+    per_second: float = Field(30.0, gt=0)  # Telegram: about 30 messages a second in all
+    max_attempts: int = Field(6, ge=1)  # server errors and timeouts, with backoff
+    backoff_ms: int = Field(500, ge=1)  # first retry; doubles each attempt
+    lease_seconds: int = Field(60, ge=5)  # a claimed message is resent after this if unconfirmed
+    batch: int = Field(500, ge=1)  # messages claimed at once
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -311,6 +323,12 @@ class Settings(BaseSettings):
     locale: Literal["zh-CN", "en"] = "zh-CN"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     demo_data: bool = True
+    # Telegram (named as P2P_TELEGRAM_TOKEN etc.); without a token the bot is off.
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org/bot"
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_secret: SecretStr | None = None
 
     money: MoneySettings = MoneySettings()
     database: DatabaseSettings = DatabaseSettings()
@@ -323,6 +341,7 @@ class Settings(BaseSettings):
     promotions: PromotionSettings = PromotionSettings()
     servicing: ServicingSettings = ServicingSettings()
     dialog: DialogSettings = DialogSettings()
+    delivery: DeliverySettings = DeliverySettings()
 
     @field_validator("timezone")
     @classmethod
@@ -339,6 +358,30 @@ class Settings(BaseSettings):
         if value and not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB")
         return value
+
+    @field_validator("telegram_token")
+    @classmethod
+    def _telegram_token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"\d+:[A-Za-z0-9_-]{1,128}",
+                                                  value.get_secret_value()):
+            raise ValueError("a bot token looks like 123456789:AAE... (from @BotFather)")
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,256}",
+                                                  value.get_secret_value()):
+            raise ValueError("1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url_and_secret(self) -> Settings:
+        if self.telegram_token is not None and self.telegram_mode == "webhook" and (
+                not self.telegram_webhook_url or self.telegram_webhook_secret is None):
+            raise ValueError("webhook mode needs P2P_TELEGRAM_WEBHOOK_URL and "
+                             "P2P_TELEGRAM_WEBHOOK_SECRET")
+        return self
 
     @field_validator("data_key")
     @classmethod

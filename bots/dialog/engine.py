@@ -28,10 +28,12 @@ from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
 from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
+from core import delivery
 from core.adapters.batching import Coalescer
 from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
 from core.adapters.uow import UnitOfWork
 from core.bootstrap import Core
+from core.domain.errors import DomainError
 from knowledge_base import KnowledgeBase
 
 CONFIDENT = 70.0
@@ -67,10 +69,14 @@ class Turn:
 
 
 class DialogEngine:
-    def __init__(self, core: Core, kb: KnowledgeBase, catalog: Catalog) -> None:
+    def __init__(self, core: Core, kb: KnowledgeBase, catalog: Catalog, *,
+                 queued_channels: frozenset[str] = frozenset()) -> None:
         self.core = core
         self.kb = kb
         self.catalog = catalog
+        # Channels that send replies from the deliveries queue (core.delivery) rather than
+        # from what ``handle`` returns: the replies are queued in the turn's transaction.
+        self.queued_channels = set(queued_channels)
         settings = core.settings.dialog
         self.idle = timedelta(minutes=settings.idle_minutes)
         self.ask_words = tuple(w.lower() for w in settings.escalation_words)
@@ -109,7 +115,7 @@ class DialogEngine:
         identities = await self.core.registration.touch_many(uow, [
             self._contact(first[chat]) for chat in chats])
         turns, notes = await self._conversations(uow, first, identities)
-        log_rows, message_rows = [], []
+        log_rows, message_rows, queued = [], [], []
         for n in fresh:
             inbound = inbounds[n]
             turn = turns[(inbound.channel, inbound.chat_id)]
@@ -122,9 +128,15 @@ class DialogEngine:
                              for r in replies]
             log_rows.append({"channel": inbound.channel, "message_id": inbound.message_id,
                              "conversation_id": turn.id, "at": now})
+            if inbound.channel in self.queued_channels:
+                queued += [{"channel": inbound.channel, "chat_id": inbound.chat_id,
+                            "text": r.text, "kind": "reply",
+                            "buttons": [{"id": b.action, "label": b.label} for b in r.buttons]}
+                           for r in replies]
             results[n] = replies
         await uow.conn.execute(inbound_log.insert(), log_rows)
         await uow.conn.execute(chat_messages.insert(), message_rows)
+        await delivery.add_many(uow, queued)
         c = conversations.c
         await uow.conn.execute(
             update(conversations).where(c.id == bindparam("conv")).values(
@@ -210,6 +222,10 @@ class DialogEngine:
         lowered = text.lower()
         if turn.mode == "human":
             return []  # the agent console shows it; the bot stays quiet
+        if inbound.attachment is not None:
+            return [await self._document(uow, turn, inbound)]
+        if inbound.action == "contact:foreign":
+            return [Reply(self.catalog.text(turn.locale, "contact_not_yours"))]
         if inbound.action:
             return await self._action(uow, turn, inbound)
         command = lowered.split()[0] if lowered.startswith("/") else None
@@ -266,14 +282,35 @@ class DialogEngine:
         return [Reply(self.catalog.text(turn.locale, "journey_soon"),
                       (self._button(turn, "talk_to_human"),))]
 
+    async def _document(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> Reply:
+        """A photo or file: kept (encrypted) as a proof for the user's KYC or loan review; the
+        step the chat was at stays where it was."""
+        if turn.user_id is None:
+            return Reply(self.catalog.text(turn.locale, "document_needs_account"),
+                         (Button("menu:invest", self.catalog.text(turn.locale, "menu_invest")),
+                          Button("menu:borrow", self.catalog.text(turn.locale, "menu_borrow"))))
+        kind = "id_front" if turn.flow == "kyc" else "other"
+        try:
+            async with uow.savepoint():
+                await self.core.kyc.add_document(
+                    uow, turn.user_id, kind, inbound.attachment_type or "",
+                    inbound.attachment or b"")
+        except DomainError as exc:
+            return Reply(self.catalog.error(turn.locale, exc))
+        return Reply(self.catalog.text(turn.locale, "document_saved"))
+
     def _welcome(self, turn: Turn) -> Reply:
+        return self.menu(turn.locale)
+
+    def menu(self, locale: str) -> Reply:
+        """The welcome text with the main menu's buttons."""
         t = self.catalog.text
-        return Reply(t(turn.locale, "welcome"), (
-            Button("menu:invest", t(turn.locale, "menu_invest")),
-            Button("menu:borrow", t(turn.locale, "menu_borrow")),
-            Button("menu:faq", t(turn.locale, "menu_faq")),
-            Button("menu:human", t(turn.locale, "menu_human")),
-            Button("menu:language", t(turn.locale, "menu_language"))))
+        return Reply(t(locale, "welcome"), (
+            Button("menu:invest", t(locale, "menu_invest")),
+            Button("menu:borrow", t(locale, "menu_borrow")),
+            Button("menu:faq", t(locale, "menu_faq")),
+            Button("menu:human", t(locale, "menu_human")),
+            Button("menu:language", t(locale, "menu_language"))))
 
     def _help(self, turn: Turn) -> Reply:
         return Reply(self.catalog.text(turn.locale, "help"), self._welcome(turn).buttons)

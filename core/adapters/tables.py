@@ -622,6 +622,29 @@ chat_messages = Table(
     Index("ix_chat_messages_conversation", "conversation_id", "id"),
 )
 
+deliveries = Table(
+    # Messages to send to a chat channel (bot replies, agent messages, notices), written in the
+    # transaction that decided them and sent after it commits: a crash between the two resends
+    # them instead of losing them. status: pending -> sending (leased) -> sent | dropped.
+    "deliveries",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("chat_id", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("buttons", Json, nullable=True),
+    Column("kind", String(8), nullable=False),  # reply | agent | notice
+    Column("status", String(8), nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("not_before", UtcDateTime, nullable=False),
+    Column("lease_until", UtcDateTime, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("sent_at", UtcDateTime, nullable=True),
+    Column("external_id", String(64), nullable=True),  # the channel's message id once sent
+    Column("last_error", Text, nullable=True),
+    Index("ix_deliveries_due", "channel", "status", "not_before"),
+)
+
 faq_misses = Table(
     "faq_misses",
     metadata,

@@ -116,7 +116,7 @@ class Registration:
         if found:  # one statement: every chat of the batch was seen now
             await uow.conn.execute(update(channel_identities).where(
                 c.id.in_([identity.id for identity in found.values()]))
-                .values(last_seen_at=now))
+                .values(last_seen_at=now, unreachable=False))  # they write: reachable
         new = list({(k["channel"], k["external_id"]): k for k in contacts
                     if (k["channel"], k["external_id"]) not in found}.values())
         if not new:

@@ -1,0 +1,300 @@
+"""Sending to Telegram from the deliveries queue, at the pace Telegram allows.
+
+The sender claims due messages (``core.delivery.claim``), keeps one queue per chat and one
+worker per chat with something to send, and reports each outcome back:
+
+- pace: at most one message per ``delivery.per_chat_interval_ms`` to a chat and
+  ``delivery.per_second`` in all (a token bucket shared by the workers);
+- 429 (``RetryAfter``): that chat waits ``retry_after`` seconds, the others keep going;
+- server errors and timeouts: retried with doubling backoff, ``delivery.max_attempts`` times, then
+  left for a later claim;
+- 403 (``Forbidden``: the user blocked the bot): the chat's identity is marked unreachable and
+  what waits for it is dropped; 400 (``BadRequest``): that message is dropped and logged;
+- texts over 4,096 characters go as several messages (split at line breaks where possible; the
+  buttons go under the last part); every text is HTML-escaped and sent with ``parse_mode=HTML``,
+  so what users typed (echoed in summaries, agent messages) shows as typed.
+
+Confirmations are written in batches; a crash before one is written means that message is sent
+again when its lease runs out (at-least-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import html
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram.constants import ParseMode
+from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
+
+from config.settings import DeliverySettings
+from core import delivery
+from core.adapters.uow import UnitOfWorkFactory
+from core.delivery import Delivery
+
+log = logging.getLogger(__name__)
+CHANNEL = "telegram"
+TEXT_LIMIT = 4096
+CALLBACK_LIMIT = 64
+
+
+class TokenBucket:
+    """At most ``rate`` acquisitions a second on average, bursts up to ``rate``."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.tokens = rate
+        self.stamp = time.monotonic()
+        self.lock = asyncio.Lock()
+
+    async def take(self) -> None:
+        async with self.lock:
+            while True:
+                now = time.monotonic()
+                self.tokens = min(self.rate, self.tokens + (now - self.stamp) * self.rate)
+                self.stamp = now
+                if self.tokens >= 1:
+                    self.tokens -= 1
+                    return
+                await asyncio.sleep((1 - self.tokens) / self.rate)
+
+
+def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
+    """Parts of at most ``limit`` characters, cut at a line break, else a space, else hard."""
+    parts = []
+    while len(text) > limit:
+        cut = text.rfind("\n", 0, limit)
+        if cut < limit // 2:
+            cut = text.rfind(" ", 0, limit)
+        if cut < limit // 2:
+            cut = limit
+        parts.append(text[:cut].rstrip())
+        text = text[cut:].lstrip("\n ")
+    parts.append(text)
+    return [p for p in parts if p] or [""]
+
+
+def keyboard(buttons: list[dict[str, str]] | None) -> InlineKeyboardMarkup | None:
+    """Inline keyboard: short labels share a row (up to three), long ones get their own.
+    A button whose id would not fit Telegram's 64-byte callback data is left out."""
+    if not buttons:
+        return None
+    rows: list[list[InlineKeyboardButton]] = []
+    width = 0
+    for button in buttons:
+        if len(button["id"].encode()) > CALLBACK_LIMIT:
+            log.error("button id over 64 bytes left out: %r", button["id"])
+            continue
+        key = InlineKeyboardButton(button["label"], callback_data=button["id"])
+        size = len(button["label"])
+        if rows and len(rows[-1]) < 3 and width + size <= 18 and size <= 8:
+            rows[-1].append(key)
+            width += size
+        else:
+            rows.append([key])
+            width = size
+    return InlineKeyboardMarkup(rows) if rows else None
+
+
+def seconds(value: int | float | timedelta) -> float:
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+class TelegramSender:
+    def __init__(self, uow: UnitOfWorkFactory, bot: Bot, settings: DeliverySettings, *,
+                 on_sent: Callable[[Delivery, Any], Awaitable[None]] | None = None) -> None:
+        self.uow = uow
+        self.bot = bot
+        self.settings = settings
+        self.interval = settings.per_chat_interval_ms / 1000
+        self.bucket = TokenBucket(settings.per_second)
+        self.queues: dict[str, deque[Delivery]] = {}
+        self.workers: dict[str, asyncio.Task[None]] = {}
+        self.ready_at: dict[str, float] = {}
+        self.confirmed: list[tuple[int, str | None]] = []
+        self.wakeup = asyncio.Event()
+        self.flushed = asyncio.Event()
+        self.on_sent = on_sent
+        self._tasks: list[asyncio.Task[None]] = []
+        self.sent_count = 0
+
+    # Life cycle -----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._claim_forever(), name="telegram-claims"),
+                       asyncio.create_task(self._confirm_forever(), name="telegram-confirms")]
+
+    async def stop(self) -> None:
+        """Stop claiming, let the workers finish what they hold, write the confirmations, and
+        hand back what could not be sent so another process (or the next start) sends it."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        workers = list(self.workers.values())
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._write_confirmations()
+        left = [d.id for queue in self.queues.values() for d in queue]
+        if left:
+            async with self.uow() as uow:
+                await delivery.release(uow, left)
+                await uow.commit()
+
+    def poke(self) -> None:
+        """Something was queued: claim it now rather than at the next poll."""
+        self.wakeup.set()
+
+    # Claiming -------------------------------------------------------------------------------
+
+    async def _claim_forever(self) -> None:
+        lease = timedelta(seconds=self.settings.lease_seconds)
+        while True:
+            try:
+                async with self.uow() as uow:
+                    claimed = await delivery.claim(uow, CHANNEL, self.settings.batch, lease)
+                    await uow.commit()
+            except Exception:
+                log.exception("claiming telegram deliveries failed; retrying")
+                claimed = []
+            for item in claimed:
+                self.queues.setdefault(item.chat_id, deque()).append(item)
+                if item.chat_id not in self.workers:
+                    self.workers[item.chat_id] = asyncio.create_task(
+                        self._work(item.chat_id), name=f"telegram-chat-{item.chat_id}")
+            if len(claimed) < self.settings.batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wakeup.wait(), 0.5)
+                self.wakeup.clear()
+
+    # Sending --------------------------------------------------------------------------------
+
+    async def _work(self, chat_id: str) -> None:
+        queue = self.queues[chat_id]
+        try:
+            while queue:
+                item = queue[0]
+                wait = self.ready_at.get(chat_id, 0.0) - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                outcome = await self._send(item)
+                if outcome == "again":
+                    continue  # ready_at was moved by the rate limit
+                queue.popleft()
+                if outcome == "blocked":
+                    await self._unreachable(chat_id, queue)
+                    break
+        finally:
+            if not queue:
+                self.queues.pop(chat_id, None)
+            self.workers.pop(chat_id, None)
+
+    async def _send(self, item: Delivery) -> str:
+        """'sent', 'again' (wait and resend), 'dropped', 'later' or 'blocked'."""
+        parts = split_text(html.escape(item.text, quote=False))
+        failures = 0
+        done = 0
+        while done < len(parts):
+            await self.bucket.take()
+            last = done == len(parts) - 1
+            try:
+                message = await self.bot.send_message(
+                    int(item.chat_id) if item.chat_id.lstrip("-").isdigit() else item.chat_id,
+                    parts[done], parse_mode=ParseMode.HTML,
+                    reply_markup=keyboard(item.buttons) if last else None)
+            except RetryAfter as exc:
+                self.ready_at[item.chat_id] = time.monotonic() + seconds(exc.retry_after)
+                if done:  # the parts already sent stay sent; resend only the rest
+                    parts = parts[done:]
+                    done = 0
+                    item = _rest(item, parts)
+                    self.queues[item.chat_id][0] = item
+                return "again"
+            except Forbidden as exc:
+                log.info("telegram chat %s blocked the bot: %s", item.chat_id, exc)
+                await self._drop([item.id], f"forbidden: {exc}")
+                return "blocked"
+            except BadRequest as exc:
+                log.error("telegram refused delivery %s to chat %s: %s", item.id, item.chat_id,
+                          exc)
+                await self._drop([item.id], f"bad request: {exc}")
+                return "dropped"
+            except (TimedOut, NetworkError) as exc:
+                failures += 1
+                if failures >= self.settings.max_attempts:
+                    await self._later(item, str(exc))
+                    return "later"
+                await asyncio.sleep(self.settings.backoff_ms / 1000 * 2 ** (failures - 1))
+                continue
+            done += 1
+            self.ready_at[item.chat_id] = time.monotonic() + self.interval
+            if last:
+                self.confirmed.append((item.id, str(message.message_id)))
+                self.sent_count += 1
+                if self.on_sent is not None:
+                    await self.on_sent(item, message)
+        return "sent"
+
+    async def _unreachable(self, chat_id: str, queue: deque[Delivery]) -> None:
+        queue.clear()
+        async with self.uow() as uow:
+            await delivery.unreachable(uow, CHANNEL, chat_id)
+            await uow.commit()
+
+    async def _drop(self, ids: list[int], error: str) -> None:
+        async with self.uow() as uow:
+            await delivery.drop(uow, ids, error)
+            await uow.commit()
+
+    async def _later(self, item: Delivery, error: str) -> None:
+        async with self.uow() as uow:
+            at = uow.clock.now() + timedelta(seconds=min(300, 5 * item.attempts))
+            if item.attempts >= self.settings.max_attempts:
+                await delivery.drop(uow, [item.id], f"gave up: {error}")
+            else:
+                await delivery.retry(uow, item.id, at, error)
+            await uow.commit()
+
+    # Confirmations --------------------------------------------------------------------------
+
+    async def _confirm_forever(self) -> None:
+        while True:
+            await asyncio.sleep(0.05)
+            try:
+                await self._write_confirmations()
+            except Exception:
+                log.exception("writing telegram confirmations failed; retrying")
+
+    async def _write_confirmations(self) -> None:
+        if not self.confirmed:
+            return
+        batch, self.confirmed = self.confirmed, []
+        try:
+            async with self.uow() as uow:
+                await delivery.sent(uow, batch)
+                await uow.commit()
+        except BaseException:
+            self.confirmed = batch + self.confirmed
+            raise
+
+    @property
+    def idle(self) -> bool:
+        return not self.queues and not self.confirmed
+
+
+def _rest(item: Delivery, parts: list[str]) -> Delivery:
+    """What is left of a long message after some of its parts went out (already escaped, so
+    it is marked to be sent as is)."""
+    return Delivery(item.id, item.channel, item.chat_id, html.unescape("\n".join(parts)),
+                    item.buttons, item.kind, item.attempts)
