@@ -1,7 +1,9 @@
 """The FAQ matcher: which knowledge-base article answers a user's question, if any.
 
 Built on rapidfuzz. Text is normalised first (NFKC folds full-width characters, punctuation of
-either script is dropped, case folded). Chinese has no word spaces, so it is indexed by single
+either script is dropped, case folded), then every domain synonym of ``lexicon.toml`` is rewritten
+to its canonical form on both sides (取钱/体现 -> 提现, cash out -> withdraw), so the ways users
+name one thing share their terms. Chinese has no word spaces, so it is indexed by single
 characters and character pairs (a short colloquial question shares few pairs with the variants
 but most of its characters); English by words, lightly stemmed, with only function words dropped
 (``on``/``off``/``not``/``can`` stay: they tell "turn on" from "turn off") and unknown words mapped
@@ -14,18 +16,26 @@ question costs what its terms cost, not what the knowledge base costs. An articl
     score = 100 * (0.45 * article coverage + 0.30 * variant similarity + 0.25 * fuzzy)
 
 - article coverage: the weighted share of the question's terms found anywhere in the article's
-  question variants (the article as one document: different variants may each hold a word);
+  question variants (the article as one document: different variants may each hold a word),
+  plus ``ANSWER`` (0.15) of the share found only in its answer;
 - variant similarity: for its best variant, the geometric mean of the weighted share of the
   question found in the variant and of the variant found in the question;
 - fuzzy: rapidfuzz's ``partial_ratio`` for Chinese (a short question inside a longer variant),
-  ``token_set_ratio`` for English, against that variant.
+  ``token_set_ratio`` for English, against that variant, times the share of the question the
+  knowledge base knows (a long question around a familiar phrase is not a near-copy of it).
 
 Terms the knowledge base has never seen still weigh in the question's total, so small talk and
 other services score low: an unknown word counts like a rare one, an unknown Chinese character
-too, but an unknown pair of known characters only a little (new wording, not a new topic). The
-score shrinks when the matched terms together weigh less than about one rare term (only
-generic words in common), and is 0-100; below ``min_score`` ``match`` returns ``None``. A weak
-best answer that barely beats the runner-up is also dropped (see ``AMBIGUOUS``).
+too, but an unknown pair of known characters only a little (new wording, not a new topic). Names
+of other providers' products (``[out_of_scope]`` in the lexicon: 花呗, credit card, crypto...)
+weigh as ``FOREIGN`` (4) unknown words, unless the knowledge base's own questions use them. The
+score shrinks when the matched terms together weigh less than about one rare term (only generic
+words in common), and is 0-100; below ``min_score`` ``match`` returns ``None``. A weak best answer
+that barely beats the runner-up is also dropped (see ``AMBIGUOUS``).
+
+Speed: the eight articles with the most matched weight are candidates; each gets an upper bound
+(its best variant cannot hold more of the question than the whole article; fuzzy is at most 1)
+and is scored in full, best bound first, only while it could still reach the best few.
 """
 
 from __future__ import annotations
@@ -59,7 +69,7 @@ ZH_NEW_PAIR = 0.25   # an unseen pair of known characters: share of the mean ter
 TYPO = 0.8           # a word mapped to a known one counts for this share
 COVER, VARIANT, FUZZY = 0.45, 0.30, 0.25
 AMBIGUOUS = (50.0, 3.0)  # below this score, a lead smaller than this means no answer
-CANDIDATES = 12      # articles scored in full, by coverage
+CANDIDATES = 8       # articles scored in full, by coverage
 UNSEEN = 1.0         # an unseen word or character, in rare terms (at least UNSEEN_MIN)
 UNSEEN_MIN = 2.5
 ANSWER = 0.15
