@@ -40,6 +40,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_telegram_sandbox(args: argparse.Namespace) -> int:
+    from bots.telegram.sandbox import run_sandbox
+
+    settings = _settings()
+    if args.port:
+        settings = settings.model_copy(update={"http_port": args.port})
+    logging.getLogger().setLevel(logging.WARNING)  # keep the terminal for the chat
+    asyncio.run(run_sandbox(settings, api_port=args.api_port, language=args.language))
+    return 0
+
+
 def cmd_migrate(args: argparse.Namespace) -> int:
     from core.adapters import migrate
     from core.adapters.db import create_engine
@@ -146,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="listen address (default: P2P_HTTP_HOST)")
     serve.add_argument("--port", type=int, help="listen port (default: P2P_HTTP_PORT)")
     serve.set_defaults(func=cmd_serve)
+
+    sandbox = sub.add_parser(
+        "telegram-sandbox", help="chat with the bot in the terminal, without Telegram",
+        description="Start a local Bot API server, the product wired to it, and a terminal "
+                    "chat as a fake Telegram user.")
+    sandbox.add_argument("--api-port", type=int, default=8081,
+                         help="local Bot API server port (default: 8081)")
+    sandbox.add_argument("--port", type=int, help="product port (default: P2P_HTTP_PORT)")
+    sandbox.add_argument("--language", default="zh-hans",
+                         help="the fake user's Telegram language_code (default: zh-hans)")
+    sandbox.set_defaults(func=cmd_telegram_sandbox)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date",
                              description="Run Alembic migrations on P2P_DATABASE_URL.")

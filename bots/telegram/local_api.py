@@ -414,7 +414,9 @@ class LocalBotApi:
 
     def __init__(self, tokens: Sequence[str], *, host: str = "127.0.0.1", port: int = 0,
                  webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
-                 webhook_timeout: float = 5.0) -> None:
+                 webhook_timeout: float = 5.0, first_update_id: int = 0) -> None:
+        """``first_update_id``: update ids continue from there (Telegram's never go back, so a
+        server restarted with a product that remembers ids should start above the old ones)."""
         if not tokens:
             raise ValueError("LocalBotApi needs at least one bot token")
         self._bots: dict[str, _Bot] = {}
@@ -422,7 +424,7 @@ class LocalBotApi:
             match = TOKEN_PATTERN.fullmatch(token)
             if not match:
                 raise ValueError(f"not a bot token (<digits>:<secret>): {token!r}")
-            self._bots[token] = _Bot(token, int(match.group(1)))
+            self._bots[token] = _Bot(token, int(match.group(1)), last_update_id=first_update_id)
         self.host, self.port = host, port
         self._retry_delays = tuple(webhook_retry_delays)
         self._webhook_timeout = webhook_timeout

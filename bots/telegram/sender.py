@@ -30,7 +30,13 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
 
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup
+from telegram import (
+    Bot,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    KeyboardButton,
+    ReplyKeyboardMarkup,
+)
 from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "telegram"
 TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64
+CONTACT_REQUEST = "contact:request"
 
 
 class TokenBucket:
@@ -81,11 +88,19 @@ def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
     return [p for p in parts if p] or [""]
 
 
-def keyboard(buttons: list[dict[str, str]] | None) -> InlineKeyboardMarkup | None:
+def keyboard(buttons: list[dict[str, str]] | None
+             ) -> InlineKeyboardMarkup | ReplyKeyboardMarkup | None:
     """Inline keyboard: short labels share a row (up to three), long ones get their own.
-    A button whose id would not fit Telegram's 64-byte callback data is left out."""
+    A button whose id would not fit Telegram's 64-byte callback data is left out. A request
+    for the user's phone (``contact:request``) becomes Telegram's own "share contact" key under
+    the input field instead (it cannot be an inline button)."""
     if not buttons:
         return None
+    for button in buttons:
+        if button["id"] == CONTACT_REQUEST:
+            return ReplyKeyboardMarkup(
+                [[KeyboardButton(button["label"], request_contact=True)]],
+                resize_keyboard=True, one_time_keyboard=True)
     rows: list[list[InlineKeyboardButton]] = []
     width = 0
     for button in buttons:

@@ -118,3 +118,20 @@ def test_jobs_daily_runs_a_day_once_and_says_so_the_second_time(tmp_path):
     assert "2026-03-02 auto_debit: already done" in again.stdout
     bad = run("jobs", "daily", "--date", "2026-02-30", cwd=tmp_path)
     assert bad.returncode == 2 and "not a date" in bad.stderr
+
+
+def test_the_telegram_sandbox_chats_in_the_terminal_and_remembers_across_sessions(tmp_path):
+    def session(lines: str) -> str:
+        result = subprocess.run(
+            [sys.executable, str(ROOT / "run.py"), "telegram-sandbox", "--port",
+             str(free_port()), "--api-port", str(free_port()), "--language", "en"],
+            cwd=tmp_path, input=lines, capture_output=True, text=True, timeout=120,
+            check=False)
+        assert result.returncode == 0, result.stderr
+        return result.stdout
+
+    first = session("/start\n#4\n/quit\n")
+    assert "Hello and welcome to P2P Desk!" in first and "[#4] Talk to a human" in first
+    assert "You are in the queue for a human agent" in first
+    second = session("hello again\n/quit\n")  # the same chat, still waiting for an agent
+    assert "An agent will join shortly." in second

@@ -28,6 +28,12 @@ from core.domain.errors import (
 )
 
 CODE = re.compile(r"^\d{4,8}$")
+# A button asking the channel to share the user's own phone (Telegram: a contact request key).
+SHARE_CONTACT = "contact:request"
+
+
+def _ask_phone(ctx: Ctx) -> Reply:
+    return ctx.reply("reg_ask_phone", ctx.button(SHARE_CONTACT, "reg_share_contact"))
 
 
 class RegistrationFlow:
@@ -37,7 +43,7 @@ class RegistrationFlow:
         ctx.begin(self.name)
         ctx.data["roles"] = [options.get("role", "investor")]
         ctx.goto("phone")
-        return [ctx.reply("reg_ask_phone")]
+        return [_ask_phone(ctx)]
 
     async def step(self, ctx: Ctx) -> list[Reply]:
         return await getattr(self, f"_{ctx.turn.step}")(ctx)
@@ -82,7 +88,7 @@ class RegistrationFlow:
         except (InvalidVerificationCode, VerificationCodeExpired, TooManyAttempts) as exc:
             restart = isinstance(exc, VerificationCodeExpired | TooManyAttempts)
             ctx.goto("phone" if restart else "code")
-            return [ctx.error(exc), ctx.reply("reg_ask_phone" if restart else "reg_ask_code")]
+            return [ctx.error(exc), _ask_phone(ctx) if restart else ctx.reply("reg_ask_code")]
         except DomainError as exc:
             return [ctx.error(exc)]
         ctx.finish()
