@@ -119,7 +119,7 @@ class DialogEngine:
         for n in fresh:
             inbound = inbounds[n]
             turn = turns[(inbound.channel, inbound.chat_id)]
-            said = inbound.text if inbound.text is not None else f"[{inbound.action or 'event'}]"
+            said = _transcript(inbound)
             message_rows.append(_message(turn.id, "user", said, now))
             replies = notes.pop((inbound.channel, inbound.chat_id), []) + \
                 await self._route(uow, turn, inbound)
@@ -220,8 +220,10 @@ class DialogEngine:
     async def _route(self, uow: UnitOfWork, turn: Turn, inbound: Inbound) -> list[Reply]:
         text = (inbound.text or "").strip()
         lowered = text.lower()
-        if turn.mode == "human":
-            return []  # the agent console shows it; the bot stays quiet
+        if turn.mode == "human":  # the agent console shows it; the bot stays quiet
+            if inbound.attachment is not None:
+                await self._document(uow, turn, inbound)  # a proof the agent asked for
+            return []
         if inbound.attachment is not None:
             return [await self._document(uow, turn, inbound)]
         if inbound.action == "contact:foreign":
@@ -380,6 +382,18 @@ class DialogEngine:
             (c.priority > me.priority) | ((c.priority == me.priority) & earlier)))).scalar_one()
         return Reply(self.catalog.text(turn.locale, "human_queued", ahead=ahead),
                      sender="system")
+
+
+def _transcript(inbound: Inbound) -> str:
+    """What the user did, as the conversation's transcript shows it (never a shared number)."""
+    if inbound.text is not None and inbound.attachment is None:
+        return inbound.text
+    if inbound.attachment is not None:
+        caption = f" {inbound.text}" if inbound.text else ""
+        return f"[file {inbound.attachment_type or '?'}, {len(inbound.attachment)} bytes]{caption}"
+    if inbound.contact_phone is not None:
+        return "[contact shared]"
+    return f"[{inbound.action or 'event'}]"
 
 
 def _attribution(payload: str | None) -> tuple[str | None, str | None]:

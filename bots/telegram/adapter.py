@@ -217,7 +217,10 @@ class TelegramAdapter:
             return
         contact = message.contact
         if contact.user_id == update.effective_user.id:
-            await self._turn(self._inbound(update, contact_phone=contact.phone_number))
+            # Telegram gives the number in international form, often without the "+"
+            phone = contact.phone_number.strip()
+            phone = phone if phone.startswith("+") else f"+{phone}"
+            await self._turn(self._inbound(update, contact_phone=phone))
         else:
             await self._turn(self._inbound(update, action="contact:foreign"))
 
