@@ -292,6 +292,39 @@ class DialogSettings(_Group):
                                   "sue"]
 
 
+class SupportSettings(_Group):
+    """Human support: business hours, agents' load, VIP customers, staff security."""
+
+    hours: str = "09:00-21:00"  # local business time; outside, the bot says when agents are back
+    days: list[int] = [1, 2, 3, 4, 5, 6, 7]  # ISO weekdays with support
+    holidays: list[str] = []  # ISO dates without support, e.g. "2026-10-01"
+    capacity: int = Field(5, ge=1)  # open conversations per agent unless set per agent
+    vip_invested: list[Decimal] = [Decimal("100000"), Decimal("500000")]  # tier 1, tier 2
+    canned_replies_file: str = "config/canned_replies.toml"
+    login_max_failures: int = Field(5, ge=1)  # per account and per IP, then locked
+    login_lock_minutes: int = Field(15, ge=1)
+    session_idle_minutes: int = Field(30, ge=1)
+    reveal_reasons: list[str] = ["customer verification", "complaint handling",
+                                 "collections", "legal request"]
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_span(cls, value: str) -> str:
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-4]):[0-5]\d", value):
+            raise ValueError("business hours as HH:MM-HH:MM, e.g. 09:00-21:00")
+        return value
+
+
+class WebChatSettings(_Group):
+    """The web-chat widget's WebSocket: who may connect and how much."""
+
+    allowed_origins: list[str] = []  # empty: only the server's own origin
+    max_message_chars: int = Field(4000, ge=1)
+    messages_per_second: float = Field(5.0, gt=0)  # per session, bursts of twice that
+    connections_per_ip: int = Field(20, ge=1)
+    session_days: int = Field(30, ge=1)  # how long a browser can resume its chat
+
+
 class DeliverySettings(_Group):
     """Sending to chat channels: per-chat and overall pace, retries, leases."""
 
@@ -342,6 +375,8 @@ class Settings(BaseSettings):
     servicing: ServicingSettings = ServicingSettings()
     dialog: DialogSettings = DialogSettings()
     delivery: DeliverySettings = DeliverySettings()
+    support: SupportSettings = SupportSettings()
+    webchat: WebChatSettings = WebChatSettings()
 
     @field_validator("timezone")
     @classmethod

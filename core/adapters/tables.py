@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    true,
     text,
 )
 
@@ -597,6 +598,12 @@ conversations = Table(
     Column("misses", Integer, nullable=False, server_default="0"),
     Column("queued_at", UtcDateTime, nullable=True),
     Column("updated_at", UtcDateTime, nullable=False),
+    # the human side (agent console): who holds it, since when, snoozed, resolved, rating
+    Column("agent_id", Id, nullable=True, index=True),
+    Column("claimed_at", UtcDateTime, nullable=True),
+    Column("snoozed_until", UtcDateTime, nullable=True),
+    Column("resolved_at", UtcDateTime, nullable=True),
+    Column("rating", Integer, nullable=True),
     UniqueConstraint("channel", "chat_id", name="uq_conversations_channel_chat"),
     Index("ix_conversations_queue", "mode", "priority", "queued_at"),
 )
@@ -620,6 +627,60 @@ chat_messages = Table(
     Column("buttons", Json, nullable=True),
     Column("at", UtcDateTime, nullable=False),
     Index("ix_chat_messages_conversation", "conversation_id", "id"),
+)
+
+staff = Table(
+    # People who work in the console: agents, managers, admins. Passwords are argon2 hashes.
+    "staff",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False, unique=True),  # login name
+    Column("display_name", String(64), nullable=False),  # shown to customers ("Alice")
+    Column("role", String(16), nullable=False),  # agent | manager | admin
+    Column("password_hash", String(200), nullable=False),
+    Column("active", Boolean, nullable=False, server_default=true()),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", UtcDateTime, nullable=True),
+    Column("presence", String(8), nullable=False, server_default="away"),  # online | away
+    Column("capacity", Integer, nullable=True),  # open conversations; null: the setting
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_login_at", UtcDateTime, nullable=True),
+)
+
+staff_sessions = Table(
+    # A logged-in browser: the cookie holds a random token, only its hash is stored.
+    "staff_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("staff_id", Id, ForeignKey("staff.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_seen_at", UtcDateTime, nullable=False),
+    Column("ip", String(64), nullable=True),
+    Column("revoked_at", UtcDateTime, nullable=True),
+)
+
+login_attempts = Table(
+    # Failed and successful logins, for the per-IP lock and the security audit.
+    "login_attempts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(64), nullable=False),
+    Column("ip", String(64), nullable=False),
+    Column("succeeded", Boolean, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
+    Index("ix_login_attempts_ip_time", "ip", "at"),
+)
+
+conversation_notes = Table(
+    # Private notes agents leave on a conversation; never sent to the customer.
+    "conversation_notes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("conversation_id", Id, ForeignKey("conversations.id"), nullable=False, index=True),
+    Column("staff_id", Id, ForeignKey("staff.id"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", UtcDateTime, nullable=False),
 )
 
 deliveries = Table(
