@@ -348,6 +348,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("var")
     database_url: str = ""
+    redis_url: str | None = None  # live updates between several serve processes
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
     secret_key: SecretStr | None = None

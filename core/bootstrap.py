@@ -24,6 +24,7 @@ from core.domain.money import Currency
 from core.domain.risk_profile import Questionnaire
 from core.domain.scorecard import CreditPolicy
 from core.ledger import Ledger
+from core.live import LocalBus, make_bus
 from core.privacy import DataProtector
 from core.providers.bank import SandboxBank
 from core.providers.identity import SandboxIdentityProvider
@@ -85,8 +86,10 @@ class Core:
     write_offs: WriteOffs
     daily: DailyJob
     views: Views
+    live: LocalBus
 
     async def close(self) -> None:
+        await self.live.close()
         await self.bid_desk.close()
         await self.bank.close()
         await self.batcher.close()
@@ -180,6 +183,7 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
         daily=DailyJob(settings.servicing, uow, ledger, repayments, collections, funding,
                        auto_invest, lending),
         views=Views(currency, repayments),
+        live=make_bus(settings.redis_url),
     )
     bank.deliver = core.deliver_bank_callback
     core.wallet.claims_reader = Portfolio(currency).claims

@@ -76,6 +76,13 @@ class AgentDesk:
         return row
 
     async def _send(self, uow: UnitOfWork, row: Any, reply: Reply, kind: str = "notice") -> None:
+        live = self.engine.core.live
+
+        async def tell() -> None:  # the web chat and the console look again
+            await live.publish(f"conversation:{row.id}")
+            await live.publish("queue")
+
+        uow.after_commit.append(tell)
         buttons = [{"id": b.action, "label": b.label} for b in reply.buttons] or None
         await uow.conn.execute(chat_messages.insert().values(
             conversation_id=row.id, sender=reply.sender, text=reply.text, buttons=buttons,

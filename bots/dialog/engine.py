@@ -146,6 +146,16 @@ class DialogEngine:
             [{"conv": t.id, "locale_": t.locale, "flow_": t.flow, "step_": t.step,
               "data_": t.data or None, "mode_": t.mode, "misses_": t.misses, "at_": now}
              for t in turns.values()])
+        watched = [t.id for t in turns.values() if t.mode != "bot"]
+        if watched:  # the console shows these live (after the commit, so it finds them)
+            live = self.core.live
+
+            async def tell() -> None:
+                for conversation_id in watched:
+                    await live.publish(f"conversation:{conversation_id}")
+                await live.publish("queue")
+
+            uow.after_commit.append(tell)
         return results
 
     async def _fresh(self, uow: UnitOfWork, inbounds: list[Inbound]) -> list[int]:

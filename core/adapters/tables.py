@@ -21,8 +21,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
-    true,
     text,
+    true,
 )
 
 from core.adapters.types import Amount, Id, Json, Ratio, UtcDateTime
