@@ -56,7 +56,8 @@ class AgentDesk:
         row = await self._row(uow, conversation_id)
         if row.mode != "human":
             raise NotWithAgent("take the conversation over first", conversation=conversation_id)
-        await self._send(uow, row, Reply(text.strip()[:4000], sender="agent"), kind="agent")
+        await self._send(uow, row, Reply(text.strip()[:4000], sender="agent"), kind="agent",
+                         agent=agent)
 
     async def hand_back(self, uow: UnitOfWork, conversation_id: int) -> None:
         """Back to the bot: the queue entry and any half-done step are cleared."""
@@ -75,19 +76,24 @@ class AgentDesk:
             raise ConversationNotFound("no such conversation", conversation=conversation_id)
         return row
 
-    async def _send(self, uow: UnitOfWork, row: Any, reply: Reply, kind: str = "notice") -> None:
-        live = self.engine.core.live
-
-        async def tell() -> None:  # the web chat and the console look again
-            await live.publish(f"conversation:{row.id}")
-            await live.publish("queue")
-
-        uow.after_commit.append(tell)
+    async def _send(self, uow: UnitOfWork, row: Any, reply: Reply, kind: str = "notice",
+                    agent: str | None = None) -> None:
         buttons = [{"id": b.action, "label": b.label} for b in reply.buttons] or None
-        await uow.conn.execute(chat_messages.insert().values(
+        now = uow.clock.now()
+        result = await uow.conn.execute(chat_messages.insert().values(
             conversation_id=row.id, sender=reply.sender, text=reply.text, buttons=buttons,
-            at=uow.clock.now()))
+            at=now))
         if row.channel in self.engine.queued_channels:
             await delivery.add_many(uow, [{"channel": row.channel, "chat_id": row.chat_id,
                                            "text": reply.text, "buttons": buttons,
                                            "kind": kind}])
+        message = {"id": int(result.inserted_primary_key[0]), "from": reply.sender,
+                   "name": agent, "text": reply.text, "buttons": buttons or [],
+                   "at": now.isoformat()}
+        live = self.engine.core.live
+
+        async def tell() -> None:  # live channels (web chat) and the console look again
+            await live.publish(f"conversation:{row.id}", {"message": message})
+            await live.publish("queue")
+
+        uow.after_commit.append(tell)
