@@ -28,12 +28,13 @@ from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
 from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
-from core import delivery
+from core import analytics, delivery
 from core.adapters.batching import Coalescer
 from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
 from core.adapters.uow import UnitOfWork
 from core.bootstrap import Core
 from core.domain.errors import DomainError
+from core.domain.hours import support_hours
 from knowledge_base import KnowledgeBase
 
 CONFIDENT = 70.0
@@ -281,6 +282,8 @@ class DialogEngine:
             article = self.kb.articles.get(action[4:])
             if article is not None:
                 return [self._answer(turn, article.id)]
+        if action.startswith("rate:"):
+            return [await self._rate(uow, turn, action[5:])]
         if action in ("menu:human", "talk_to_human"):
             return [await self._handover(uow, turn, "asked")]
         if action == "menu:language":
@@ -371,6 +374,21 @@ class DialogEngine:
         questions = article.questions.get(turn.locale) or next(iter(article.questions.values()))
         return questions[0][:60]
 
+    async def _rate(self, uow: UnitOfWork, turn: Turn, stars: str) -> Reply:
+        """The customer's 1-5 rating of the agent who just resolved their conversation (once)."""
+        c = conversations.c
+        if stars in ("1", "2", "3", "4", "5"):
+            result = await uow.conn.execute(update(conversations).where(
+                c.id == turn.id, c.resolved_at.is_not(None), c.rating.is_(None))
+                .values(rating=int(stars)))
+            if result.rowcount == 1:
+                await analytics.track(uow, "support_rated", user_id=turn.user_id,
+                                      channel=None, props={"rating": int(stars)})
+                return Reply(self.catalog.text(turn.locale, "rate_thanks"),
+                             self.menu(turn.locale).buttons, sender="system")
+        return Reply(self.catalog.text(turn.locale, "stale_button"),
+                     self.menu(turn.locale).buttons)
+
     async def _handover(self, uow: UnitOfWork, turn: Turn, reason: str) -> Reply:
         """Put the conversation in the human queue (complaints first, then longest waiting)."""
         c = conversations.c
@@ -390,6 +408,11 @@ class DialogEngine:
         ahead = (await uow.conn.execute(select(func.count()).where(
             c.mode == "queued", c.id != turn.id,
             (c.priority > me.priority) | ((c.priority == me.priority) & earlier)))).scalar_one()
+        back = support_hours(self.core.settings.support).reopens(uow.clock.local())
+        if back is not None:  # outside business hours: it waits in the queue till then
+            return Reply(self.catalog.text(turn.locale, "human_outside_hours",
+                                           back=back.strftime("%Y-%m-%d %H:%M")),
+                         sender="system")
         return Reply(self.catalog.text(turn.locale, "human_queued", ahead=ahead),
                      sender="system")
 

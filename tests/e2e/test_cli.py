@@ -126,7 +126,7 @@ def test_the_telegram_sandbox_chats_in_the_terminal_and_remembers_across_session
             [sys.executable, str(ROOT / "run.py"), "telegram-sandbox", "--port",
              str(free_port()), "--api-port", str(free_port()), "--language", "en"],
             cwd=tmp_path, input=lines, capture_output=True, text=True, timeout=120,
-            check=False)
+            check=False, env={**os.environ, "P2P_SUPPORT__HOURS": "00:00-24:00"})
         assert result.returncode == 0, result.stderr
         return result.stdout
 
