@@ -140,6 +140,59 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_staff(args: argparse.Namespace) -> int:
+    """Staff accounts for the console: add, list, disable."""
+    from core.bootstrap import bootstrap
+    from core.services.staff import StaffService
+
+    password = _new_password() if args.action == "add" else ""
+    if password is None:
+        return 1
+    settings = _settings()
+
+    async def run() -> int:
+        core = await bootstrap(settings)
+        service = StaffService(settings.support)
+        try:
+            if args.action == "list":
+                async with core.uow(read_only=True) as uow:
+                    members = await service.list(uow)
+                print("name\tdisplay_name\trole\tactive\tpresence")
+                for m in members:
+                    print(f"{m.name}\t{m.display_name}\t{m.role}\t"
+                          f"{'yes' if m.active else 'no'}\t{m.presence}")
+                return 0
+            async with core.uow() as uow:
+                if args.action == "add":
+                    member = await service.add(uow, args.name, password, args.role,
+                                               args.display_name)
+                else:
+                    member = await service.disable(uow, args.name)
+                await uow.commit()
+        except DomainError as exc:
+            print(f"staff {args.action}: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            await core.close()
+        print(f"{member.name} ({member.role}): {'added' if args.action == 'add' else 'disabled'}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def _new_password() -> str | None:
+    """Twice at a hidden prompt on a terminal; otherwise the first line of standard input."""
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    import getpass
+
+    first = getpass.getpass("Password (at least 10 characters): ")
+    if getpass.getpass("Password again: ") != first:
+        print("staff add: the passwords differ", file=sys.stderr)
+        return None
+    return first
+
+
 def _date(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -189,6 +242,22 @@ def build_parser() -> argparse.ArgumentParser:
     daily.add_argument("--date", type=_date, metavar="YYYY-MM-DD",
                        help="business date (default: today in P2P_TIMEZONE)")
     daily.set_defaults(func=cmd_jobs)
+
+    staff = sub.add_parser("staff", help="manage staff accounts (agents, managers, admins)",
+                           description="Add, list or disable the console's staff accounts.")
+    staff_sub = staff.add_subparsers(dest="action", metavar="ACTION", required=True)
+    staff_add = staff_sub.add_parser(
+        "add", help="add a staff account",
+        description="Add an account; the password is asked twice on a terminal, otherwise "
+                    "read from the first line of standard input.")
+    staff_add.add_argument("name", help="login name: 2-64 of a-z 0-9 _ . -")
+    staff_add.add_argument("--role", required=True, choices=["agent", "manager", "admin"])
+    staff_add.add_argument("--display-name", help="name shown to customers (default: NAME)")
+    staff_sub.add_parser("list", help="list staff accounts (no password hashes)")
+    staff_disable = staff_sub.add_parser(
+        "disable", help="disable an account and end its sessions")
+    staff_disable.add_argument("name")
+    staff.set_defaults(func=cmd_staff)
 
     schedule = sub.add_parser(
         "schedule", help="print a repayment schedule as CSV",
