@@ -30,10 +30,18 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/callbacks/custody", custody_callback)
     if chat:
+        from bots.console.routes import setup_console
+        from bots.web.auth import setup_auth
+
         channels = ChatChannels(core)
         app[CHANNELS] = channels
         if channels.telegram is not None and channels.telegram.mode == "webhook":
             app.router.add_post(channels.telegram.webhook_path, channels.telegram.webhook)
+        if core.settings.secret_key is not None:  # staff pages sign their cookies
+            setup_auth(app, core)
+            setup_console(app, core, channels.engine)
+        else:
+            log.warning("no secret key: the console and staff pages are off")
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("P2P Desk serving on the %s database", core.engine.dialect.name)

@@ -300,7 +300,7 @@ class SupportSettings(_Group):
     holidays: list[str] = []  # ISO dates without support, e.g. "2026-10-01"
     capacity: int = Field(5, ge=1)  # open conversations per agent unless set per agent
     vip_invested: list[Decimal] = [Decimal("100000"), Decimal("500000")]  # tier 1, tier 2
-    canned_replies_file: str = "config/canned_replies.toml"
+    canned_replies_file: Path | None = None  # default: config/canned_replies.toml
     login_max_failures: int = Field(5, ge=1)  # per account and per IP, then locked
     login_lock_minutes: int = Field(15, ge=1)
     session_idle_minutes: int = Field(30, ge=1)
