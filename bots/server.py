@@ -32,6 +32,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
     if chat:
         from bots.console.routes import setup_console
         from bots.web.auth import setup_auth
+        from bots.webchat.routes import setup_webchat
 
         channels = ChatChannels(core)
         app[CHANNELS] = channels
@@ -40,8 +41,9 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
         if core.settings.secret_key is not None:  # staff pages sign their cookies
             setup_auth(app, core)
             setup_console(app, core, channels.engine)
+            setup_webchat(app, core, channels.engine)
         else:
-            log.warning("no secret key: the console and staff pages are off")
+            log.warning("no secret key: the web chat, the console and staff pages are off")
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         log.info("P2P Desk serving on the %s database", core.engine.dialect.name)

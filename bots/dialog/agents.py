@@ -390,8 +390,8 @@ class AgentDesk:
         buttons = [{"id": b.action, "label": b.label} for b in reply.buttons] or None
         now = uow.clock.now()
         result = await uow.conn.execute(chat_messages.insert().values(
-            conversation_id=row.id, sender=reply.sender, text=reply.text, buttons=buttons,
-            at=now))
+            conversation_id=row.id, sender=reply.sender, author=agent, text=reply.text,
+            buttons=buttons, at=now))
         if row.channel in self.engine.queued_channels:
             await delivery.add_many(uow, [{"channel": row.channel, "chat_id": row.chat_id,
                                            "text": reply.text, "buttons": buttons,

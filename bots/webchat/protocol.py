@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from bots.dialog.i18n import normalize_locale
-from bots.dialog.types import Reply
+from bots.dialog.types import Button, Reply
 
 ACTION = re.compile(r"[\x21-\x7e]{1,64}")  # printable ASCII, like the engine's button ids
 CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,36}")
@@ -98,10 +98,11 @@ def reply_frames(replies: Iterable[Reply], at: datetime) -> list[dict[str, Any]]
             for r in replies]
 
 
-def history_frames(rows: Iterable[Any]) -> list[dict[str, Any]]:
+def history_frames(rows: Iterable[Any], menu: Iterable[Button] = ()) -> list[dict[str, Any]]:
     """``chat_messages`` rows, oldest first, as message frames. A pressed button is stored as
-    ``[<id>]``; it reads as the label it had. The agent's name is not stored with a message."""
-    labels: dict[str, str] = {}
+    ``[<id>]``; it reads as the label it had (the first menu is not stored: ``menu``). An
+    agent's message carries the agent's display name (``author``)."""
+    labels = {button.action: button.label for button in menu}
     frames = []
     for row in rows:
         text = row.text
@@ -110,6 +111,7 @@ def history_frames(rows: Iterable[Any]) -> list[dict[str, Any]]:
         for button in row.buttons or ():
             labels[button["id"]] = button["label"]
         frames.append(message_frame(row.sender, text, row.at, buttons=row.buttons or (),
+                                    name=getattr(row, "author", None),
                                     message_id=int(row.id)))
     return frames
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import WSMsgType, web
 
 from bots.dialog.i18n import normalize_locale
-from bots.dialog.types import Inbound
+from bots.dialog.types import Inbound, Reply
 from bots.webchat.protocol import (
     ProtocolError,
     Said,
@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 CHANNEL = "web"
+IDLE = {"type": "idle", "from": "bot"}  # after each turn: the typing indicator goes off
 
 
 class WebChatSession:
@@ -55,6 +56,7 @@ class WebChatSession:
         self.inbox: asyncio.Queue[Said | None] = asyncio.Queue()
         self._listening: list[tuple[Subscription, asyncio.Task[None]]] = []
         self._sending = asyncio.Lock()
+        self._greeted = asyncio.Event()  # live messages wait until hello / history is sent
 
     @property
     def locale(self) -> str:
@@ -63,39 +65,45 @@ class WebChatSession:
     async def run(self, new_token: str | None) -> None:
         """Greet (a new session) or resume (its history), then serve until the socket closes."""
         self._listen(f"webchat:{self.chat_id}")
+        try:
+            await self._greet(new_token)
+            worker = asyncio.create_task(self._work(), name=f"webchat-{self.uid}")
+            try:
+                async for frame in self.ws:
+                    if frame.type == WSMsgType.TEXT:
+                        await self._receive(frame.data)
+                    elif frame.type == WSMsgType.BINARY:
+                        await self.error("bad_request")
+            finally:
+                self.inbox.put_nowait(None)  # what was accepted is still answered (and stored)
+                try:
+                    await worker
+                except asyncio.CancelledError:
+                    worker.cancel()
+                    raise
+        finally:
+            await self._stop_listening()
+
+    async def _greet(self, new_token: str | None) -> None:
         if new_token is not None:
             await self.send({"type": "hello", "session": new_token})
             history: list[dict[str, Any]] = []
         else:
             history = await self._resume()
-        if not history:  # nothing stored yet: the menu to start from (stored with the 1st turn)
-            menu = self.chat.engine.menu(self.locale)
-            await self.send(reply_frames([menu], self.chat.core.clock.now())[0])
-        worker = asyncio.create_task(self._work(), name=f"webchat-{self.uid}")
-        try:
-            async for frame in self.ws:
-                if frame.type == WSMsgType.TEXT:
-                    await self._receive(frame.data)
-                elif frame.type == WSMsgType.BINARY:
-                    await self.error("bad_request")
-        finally:
-            self.inbox.put_nowait(None)  # what was accepted is still answered (and stored)
-            try:
-                await worker
-            except asyncio.CancelledError:
-                worker.cancel()
-                raise
-            finally:
-                await self._stop_listening()
+        if not history:  # nothing stored yet: the menu to start from (not stored itself)
+            menu = reply_frames([self.chat.engine.menu(self.locale)], self.chat.core.clock.now())
+            self._remember(menu[0])
+            await self.send(menu[0])
+        self._greeted.set()
 
     async def _resume(self) -> list[dict[str, Any]]:
         # Listen first, then read: a message written in between comes twice and is dropped
         # by its id (``seen_up_to``), rather than not at all.
-        conversation_id = await self.chat.conversation_of(self.chat_id)
+        conversation = await self.chat.conversation_of(self.chat_id)
         history: list[dict[str, Any]] = []
-        if conversation_id is not None:
-            self._follow(conversation_id)
-            history = await self.chat.history(conversation_id)
+        if conversation is not None:
+            self._follow(conversation.id)
+            history = await self.chat.history(conversation.id, conversation.locale)
         self.seen_up_to = max((m["id"] for m in history), default=0)
         for message in history:
             self._remember(message)
@@ -118,7 +126,7 @@ class WebChatSession:
 
     async def _work(self) -> None:
         while (said := await self.inbox.get()) is not None:
-            await self.send({"type": "typing", "from": "bot"})
+            await self.send({"type": "typing", "from": "bot"})  # a turn begins
             inbound = Inbound(
                 CHANNEL, self.chat_id, said.message_id(self.chat_id), text=said.text,
                 action=said.action, locale_hint=self.locale_hint,
@@ -128,15 +136,22 @@ class WebChatSession:
             except Exception:
                 log.exception("web chat turn failed")
                 await self.error("unavailable")
-                continue
-            frames = reply_frames(replies, self.chat.core.clock.now())
-            for frame in frames:
-                await self.send(frame)
+            else:
+                await self._answer(said, replies)
+            await self.send(IDLE)  # the turn is over (an agent's chat gets no bot reply)
+
+    async def _answer(self, said: Said, replies: list[Reply]) -> None:
+        frames = reply_frames(replies, self.chat.core.clock.now())
+        for frame in frames:
+            await self.send(frame)
+        try:
             if self.conversation_id is None:
-                conversation_id = await self.chat.conversation_of(self.chat_id)
-                if conversation_id is not None:
-                    self._follow(conversation_id)
+                conversation = await self.chat.conversation_of(self.chat_id)
+                if conversation is not None:
+                    self._follow(conversation.id)
             await self._tell_siblings(said, frames)
+        except Exception:  # the turn stands; other tabs catch up when they reconnect
+            log.exception("web chat could not pass a turn on to live listeners")
 
     async def _tell_siblings(self, said: Said, frames: list[dict[str, Any]]) -> None:
         """The session's other tabs show this turn too (the user's words and the replies)."""
@@ -162,6 +177,7 @@ class WebChatSession:
         self._listening.append((subscription, task))
 
     async def _pump(self, subscription: Subscription) -> None:
+        await self._greeted.wait()
         async for topic, message in subscription:
             try:
                 await self._on_live(topic, message)

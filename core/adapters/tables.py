@@ -623,6 +623,7 @@ chat_messages = Table(
     Column("id", Id, primary_key=True, autoincrement=True),
     Column("conversation_id", Id, ForeignKey("conversations.id"), nullable=False),
     Column("sender", String(8), nullable=False),  # user | bot | agent | system
+    Column("author", String(64), nullable=True),  # the agent's display name, for agents
     Column("text", Text, nullable=False),
     Column("buttons", Json, nullable=True),
     Column("at", UtcDateTime, nullable=False),

@@ -142,9 +142,11 @@ def texts(messages: list[dict[str, Any]]) -> list[str]:
 @asynccontextmanager
 async def telegram(core: Core, tmp_path: Path, *, mode: str = "polling",
                    delivery: dict[str, Any] | None = None,
-                   server: LocalBotApi | None = None) -> AsyncIterator[Telegram]:
+                   server: LocalBotApi | None = None,
+                   engine: DialogEngine | None = None) -> AsyncIterator[Telegram]:
     """The local Bot API server and the bot against it, on the test's database. In webhook mode
-    the product's aiohttp app (with the webhook route) listens on a free port."""
+    the product's aiohttp app (with the webhook route) listens on a free port. ``engine``: the
+    bot joins an engine that is already serving (the product's own, in browser tests)."""
     own = server is None
     server = server or LocalBotApi(tokens=[TOKEN])
     if own:
@@ -160,7 +162,8 @@ async def telegram(core: Core, tmp_path: Path, *, mode: str = "polling",
                    "telegram_webhook_url": f"http://127.0.0.1:{site_port}/telegram/webhook"}
     settings = make_settings(core.settings.db_url, tmp_path, telegram_token=TOKEN,
                              telegram_api_url=f"{server.url}/bot", delivery=pace, **webhook)
-    engine = DialogEngine(core, knowledge_base(), Catalog.load())
+    own_engine = engine is None
+    engine = engine or DialogEngine(core, knowledge_base(), Catalog.load())
     adapter = TelegramAdapter(core, engine, settings, poll_timeout=1)
     if runner is not None:
         app = web.Application()
@@ -173,7 +176,8 @@ async def telegram(core: Core, tmp_path: Path, *, mode: str = "polling",
         yield Telegram(server, core, engine, adapter)
     finally:
         await adapter.stop()
-        await engine.close()
+        if own_engine:
+            await engine.close()
         if runner is not None:
             await runner.cleanup()
         if own:
