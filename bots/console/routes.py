@@ -172,10 +172,11 @@ async def _conversation(request: web.Request) -> dict[str, Any]:
     return {
         "id": conversation_id, "mode": row.mode, "held_by_me": row.agent_id == me.id,
         "locale": row.locale, "channel": row.channel, "context": context,
-        "messages": [{"id": m.id, "from": m.sender, "text": m.text,
-                      "buttons": m.buttons or [], "at": m.at.isoformat()} for m in history],
-        "notes": [{"text": n.text, "by": n.display_name, "at": n.at.isoformat()}
-                  for n in notes],
+        "messages": [{"id": m.id, "from": m.sender, "author": m.author, "text": m.text,
+                      "buttons": m.buttons or [], "at": core.clock.local(m.at).isoformat()}
+                     for m in history],
+        "notes": [{"text": n.text, "by": n.display_name,
+                   "at": core.clock.local(n.at).isoformat()} for n in notes],
         "suggestions": suggestions, "canned": canned,
         "agents": [{"id": a.id, "name": a.display_name} for a in agents],
         "reasons": core.settings.support.reveal_reasons, "snooze": SNOOZE_CHOICES,
