@@ -30,6 +30,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/callbacks/custody", custody_callback)
     if chat:
+        from bots.console.review import setup_review
         from bots.console.routes import setup_console
         from bots.web.auth import setup_auth
         from bots.webchat.routes import setup_webchat
@@ -41,6 +42,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
         if core.settings.secret_key is not None:  # staff pages sign their cookies
             setup_auth(app, core)
             setup_console(app, core, channels.engine)
+            setup_review(app, core)
             setup_webchat(app, core, channels.engine)
         else:
             log.warning("no secret key: the web chat, the console and staff pages are off")

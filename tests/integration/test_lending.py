@@ -29,6 +29,7 @@ from core.domain.errors import (
 )
 from core.invariants import run_checks
 from core.ledger import user_account
+from core.messages import user_message
 from core.services.lending.investing import BidRequest
 from core.services.lending.listings import ListingFilter
 from tests.integration.accounts_helpers import onboard
@@ -128,8 +129,10 @@ async def test_a_flagged_borrower_goes_to_review_and_the_decision_is_audited(cor
     async with core.uow() as uow:
         queue = await core.applications.review_queue(uow)
         assert [a["id"] for a in queue] == [decision.application_id]
-        with pytest.raises(RateAboveCap):
+        with pytest.raises(RateAboveCap) as refused:
             await core.applications.approve(uow, decision.application_id, 7, Decimal("0.25"))
+        assert user_message(refused.value, "en") == (
+            "The annual rate must be above 0% and at most 24%. Please enter it again.")
         loan_id = await core.applications.approve(uow, decision.application_id, 7,
                                                   Decimal("0.11"))
         with pytest.raises(ApplicationNotReviewable):

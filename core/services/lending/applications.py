@@ -265,7 +265,8 @@ class Applications:
                       annual_rate: Decimal, *, novice_only: bool = False) -> int:
         """A reviewer approves with the final rate; the loan is listed. Returns the loan id."""
         if not 0 < annual_rate <= self.policy.annual_rate_cap:
-            raise RateAboveCap("rate outside (0, cap]", cap=str(self.policy.annual_rate_cap))
+            cap = (self.policy.annual_rate_cap * 100).normalize()  # the message says "{cap}%"
+            raise RateAboveCap("rate outside (0, cap]", cap=f"{cap:f}")
         row = await self._reviewable(uow, application_id)
         await uow.conn.execute(update(loan_applications).where(
             loan_applications.c.id == application_id).values(
