@@ -11,14 +11,12 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from argon2 import PasswordHasher
 
 from bots.server import create_app
 from bots.web.auth import STAFF
+from tests.integration.console_helpers import FAST, PASSWORD, staff_member
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
-PASSWORD = "correct horse battery"
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 def chromium_path() -> str:
@@ -54,11 +52,7 @@ class Site:
         self.app, self.url = app, url
 
     async def staff(self, core, name: str, role: str = "agent", display: str | None = None):
-        async with core.uow() as uow:
-            member = await self.app[STAFF].add(uow, name, PASSWORD, role,
-                                               display or name.title())
-            await uow.commit()
-        return member
+        return await staff_member(self.app, core, name, role, display)
 
 
 @pytest.fixture

@@ -6,21 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import select
 
 from bots.dialog.types import Inbound
 from bots.server import CHANNELS, create_app
 from bots.web.auth import STAFF
 from core.adapters.tables import audit_log, chat_messages, conversations
+from tests.integration.console_helpers import FAST, HTML, sign_in, staff_member
 from tests.integration.lending_helpers import investor
 
-PASSWORD = "correct horse battery"
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-HTML = {"Accept": "text/html"}
 _ids = itertools.count(1)
 
 
@@ -34,24 +30,6 @@ async def app(core):
 @pytest.fixture
 async def client(app, aiohttp_client):
     return await aiohttp_client(app)
-
-
-async def staff_member(app, core, name: str, role: str = "agent", display: str | None = None):
-    async with core.uow() as uow:
-        member = await app[STAFF].add(uow, name, PASSWORD, role, display or name.title())
-        await uow.commit()
-    return member
-
-
-async def sign_in(client, name: str) -> str:
-    form = await client.get("/login")
-    field = re.search(r'name="csrf_token" value="([^"]+)"', await form.text())
-    response = await client.post("/login", data={"name": name, "password": PASSWORD,
-                                                 "csrf_token": field.group(1), "next": ""},
-                                 allow_redirects=False)
-    assert response.status == 303
-    page = await client.get("/console", headers=HTML)
-    return re.search(r'<meta name="csrf-token" content="([^"]+)">', await page.text()).group(1)
 
 
 async def customer(app, chat: str, text: str | None = None, *, action: str | None = None,

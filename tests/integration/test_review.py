@@ -4,12 +4,10 @@ filters, audit rows and masking."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from argon2 import PasswordHasher
 from sqlalchemy import insert, select
 
 from bots.console.review import setup_review
@@ -24,13 +22,12 @@ from core.adapters.tables import (
     servicing_tasks,
 )
 from core.services.flags import raise_flag
+from tests.integration import console_helpers
 from tests.integration.accounts_helpers import register, verify
+from tests.integration.console_helpers import FAST, HTML
 from tests.integration.lending_helpers import apply, borrower, investor, strong_request
 from tests.integration.servicing_helpers import active_loan, drain_wallet, run_day, schedule
 
-PASSWORD = "correct horse battery"
-FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
-HTML = {"Accept": "text/html"}
 JSON = {"Accept": "application/json"}
 PAGES = ("/review/applications", "/review/kyc", "/review/aml", "/review/collections")
 
@@ -51,21 +48,11 @@ async def client(app, aiohttp_client):
 
 
 async def staff_member(app, core, name: str, role: str = "manager"):
-    async with core.uow() as uow:
-        member = await app[STAFF].add(uow, name, PASSWORD, role, name.title())
-        await uow.commit()
-    return member
+    return await console_helpers.staff_member(app, core, name, role)
 
 
 async def sign_in(client, name: str, page: str = "/review/applications") -> str:
-    form = await client.get("/login")
-    field = re.search(r'name="csrf_token" value="([^"]+)"', await form.text())
-    response = await client.post("/login", data={"name": name, "password": PASSWORD,
-                                                 "csrf_token": field.group(1), "next": ""},
-                                 allow_redirects=False)
-    assert response.status == 303
-    text = await (await client.get(page, headers=HTML)).text()
-    return re.search(r'<meta name="csrf-token" content="([^"]+)">', text).group(1)
+    return await console_helpers.sign_in(client, name, page)
 
 
 async def in_review(core, amount: str = "60000"):

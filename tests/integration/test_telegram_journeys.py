@@ -238,12 +238,19 @@ async def test_a_new_investor_registers_verifies_binds_tops_up_and_invests_in_te
 # 2. Someone else's contact -------------------------------------------------------------------
 
 
+async def asked_for_phone(tg: Telegram) -> TgUser:
+    """An English user who chose to invest and is asked for a phone number."""
+    me = tg.user("en")
+    await me.say("/start")
+    (ask,) = await me.tap("menu:invest")
+    assert ask["text"] == me.t("reg_ask_phone")
+    return me
+
+
 async def test_a_contact_that_is_not_the_senders_own_is_refused_and_registers_nothing(
         core, tmp_path):
     async with telegram(core, tmp_path) as tg:
-        me = tg.user("en")
-        await me.say("/start")
-        await me.tap("menu:invest")
+        me = await asked_for_phone(tg)
         (refused,) = await me.share_contact("8613912345678", own=False)
         assert refused["text"] == me.t("contact_not_yours")
         assert core.sms.last_code("+8613912345678") is None
@@ -259,9 +266,7 @@ async def test_a_contact_that_is_not_the_senders_own_is_refused_and_registers_no
 async def test_a_shared_contact_without_a_plus_is_read_as_an_international_number(
         core, tmp_path):
     async with telegram(core, tmp_path) as tg:
-        me = tg.user("en")
-        await me.say("/start")
-        await me.tap("menu:invest")
+        me = await asked_for_phone(tg)
         (sent,) = await me.share_contact("447911123456")
         assert sent["text"] == me.t("reg_code_sent", phone="+44******3456")
         assert core.sms.last_code("+447911123456") is not None
