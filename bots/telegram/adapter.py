@@ -29,6 +29,7 @@ import contextlib
 import hmac
 import logging
 import re
+from collections.abc import Awaitable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -45,6 +46,7 @@ from telegram.ext import (
 
 from bots.dialog.engine import DialogEngine
 from bots.dialog.types import Inbound
+from bots.telegram.request import AiohttpRequest
 from bots.telegram.sender import CHANNEL, TelegramSender
 from config.settings import Settings
 from core.bootstrap import Core
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
 COMMANDS = ("start", "help", "language", "cancel", "human")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+SEND_CONNECTIONS = 8  # Bot API connections; the sender keeps at most this many sends in flight
 
 
 def file_url(api_url: str) -> str:
@@ -73,17 +76,21 @@ class TelegramAdapter:
         token = self.settings.telegram_token.get_secret_value()
         api_url = self.settings.telegram_api_url
         self.app = (Application.builder().token(token).base_url(api_url)
-                    .base_file_url(file_url(api_url)).updater(None)
-                    .concurrent_updates(512).connection_pool_size(128).pool_timeout(30.0)
-                    .get_updates_read_timeout(poll_timeout + 10).build())
+                    .base_file_url(file_url(api_url)).updater(None).concurrent_updates(512)
+                    .request(AiohttpRequest(connections=SEND_CONNECTIONS, pool_timeout=30.0))
+                    .get_updates_request(AiohttpRequest(connections=1,
+                                                        read_timeout=poll_timeout + 10))
+                    .build())
         self.app.add_handler(MessageHandler(filters.CONTACT, self._on_contact))
         self.app.add_handler(MessageHandler(filters.PHOTO | filters.Document.ALL, self._on_file))
         self.app.add_handler(MessageHandler(filters.TEXT, self._on_text))
         self.app.add_handler(CallbackQueryHandler(self._on_button))
         self.app.add_error_handler(self._on_error)
-        self.sender = TelegramSender(core.uow, self.app.bot, self.settings.delivery)
+        self.sender = TelegramSender(core.uow, self.app.bot, self.settings.delivery,
+                                     in_flight=SEND_CONNECTIONS)
         self.poll_timeout = poll_timeout
         self._failed: set[int] = set()
+        self._side_calls: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         engine.queued_channels.add(CHANNEL)
 
@@ -114,6 +121,8 @@ class TelegramAdapter:
         log.info("telegram bot @%s on in %s mode", bot.username, self.mode)
 
     async def stop(self) -> None:
+        if self._side_calls:
+            await asyncio.gather(*self._side_calls, return_exceptions=True)
         if self._poller is not None:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -154,14 +163,33 @@ class TelegramAdapter:
                 continue
             if not updates:
                 continue
-            done = await asyncio.gather(*(self.process(u) for u in updates))
-            ok = [u.update_id for u, fine in zip(updates, done, strict=True) if fine]
-            failed = [u.update_id for u, fine in zip(updates, done, strict=True) if not fine]
+            done = await self._process_batch(updates)
+            ok = [u.update_id for u in updates if done[u.update_id]]
+            failed = [u.update_id for u in updates if not done[u.update_id]]
             if failed:  # read the batch again from the first failure; done ones are no-ops
                 offset = min(failed)
                 await asyncio.sleep(1)
             else:
                 offset = max(ok) + 1
+
+    async def _process_batch(self, updates: list[Update]) -> dict[int, bool]:
+        """A ``getUpdates`` batch: chats side by side (the turn desk batches them), each chat's
+        updates one after another in their order; after a failure the chat's later updates
+        wait for the next read (they are not confirmed)."""
+        by_chat: dict[object, list[Update]] = {}
+        for update in updates:
+            chat = update.effective_chat.id if update.effective_chat else update.update_id
+            by_chat.setdefault(chat, []).append(update)
+        done: dict[int, bool] = {u.update_id: False for u in updates}
+
+        async def in_order(chat_updates: list[Update]) -> None:
+            for update in chat_updates:
+                done[update.update_id] = await self.process(update)
+                if not done[update.update_id]:
+                    return
+
+        await asyncio.gather(*(in_order(chat) for chat in by_chat.values()))
+        return done
 
     async def webhook(self, request: web.Request) -> web.Response:
         """POST from Telegram: refused without the right secret header; 200 once committed."""
@@ -243,12 +271,23 @@ class TelegramAdapter:
         query = update.callback_query
         if query is None:
             return
-        with contextlib.suppress(TelegramError):
-            await query.answer()  # stops the button's spinner at once
+        # Answering stops the button's spinner; taking the keyboard off the pressed message
+        # keeps a finished step from being pressed again. Both are cosmetic, so they run beside
+        # the turn instead of before it: a button press is not held up (nor, in webhook mode,
+        # Telegram's request) behind the sends waiting for a connection.
+        self._background(query.answer())
         await self._turn(self._inbound(update, action=query.data or ""))
         if query.message is not None:
-            with contextlib.suppress(TelegramError):  # already edited, too old, or blocked
-                await query.edit_message_reply_markup(reply_markup=None)
+            self._background(query.edit_message_reply_markup(reply_markup=None))
+
+    def _background(self, call: Awaitable[object]) -> None:
+        async def quietly() -> None:
+            with contextlib.suppress(TelegramError):  # already answered, edited, or blocked
+                await call
+
+        task = asyncio.create_task(quietly())
+        self._side_calls.add(task)
+        task.add_done_callback(self._side_calls.discard)
 
     async def _on_error(self, update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         if isinstance(update, Update):

@@ -124,12 +124,15 @@ def seconds(value: int | float | timedelta) -> float:
 
 class TelegramSender:
     def __init__(self, uow: UnitOfWorkFactory, bot: Bot, settings: DeliverySettings, *,
-                 on_sent: Callable[[Delivery, Any], Awaitable[None]] | None = None) -> None:
+                 on_sent: Callable[[Delivery, Any], Awaitable[None]] | None = None,
+                 in_flight: int = 8) -> None:
         self.uow = uow
         self.bot = bot
         self.settings = settings
         self.interval = settings.per_chat_interval_ms / 1000
         self.bucket = TokenBucket(settings.per_second)
+        # sends waiting on the HTTP pool cost CPU for nothing: at most as many as connections
+        self.in_flight = asyncio.Semaphore(in_flight)
         self.queues: dict[str, deque[Delivery]] = {}
         self.workers: dict[str, asyncio.Task[None]] = {}
         self.ready_at: dict[str, float] = {}
@@ -224,10 +227,12 @@ class TelegramSender:
             await self.bucket.take()
             last = done == len(parts) - 1
             try:
-                message = await self.bot.send_message(
-                    int(item.chat_id) if item.chat_id.lstrip("-").isdigit() else item.chat_id,
-                    parts[done], parse_mode=ParseMode.HTML,
-                    reply_markup=keyboard(item.buttons) if last else None)
+                async with self.in_flight:
+                    message = await self.bot.send_message(
+                        int(item.chat_id) if item.chat_id.lstrip("-").isdigit()
+                        else item.chat_id,
+                        parts[done], parse_mode=ParseMode.HTML,
+                        reply_markup=keyboard(item.buttons) if last else None)
             except RetryAfter as exc:
                 self.ready_at[item.chat_id] = time.monotonic() + seconds(exc.retry_after)
                 if done:  # the parts already sent stay sent; resend only the rest

@@ -188,3 +188,17 @@ async def test_replies_queued_before_a_crash_are_sent_after_restart(core, tmp_pa
         async with telegram(core, tmp_path, server=server) as tg:
             await tg.idle()
             assert texts(me.new()) == ["after the crash"]
+
+
+async def test_a_chats_updates_in_one_polling_batch_are_handled_in_their_order(core, tmp_path):
+    async with telegram(core, tmp_path) as tg:
+        me = tg.user("en")
+        (welcome,) = await me.say("/start")
+        press = tg.server.inject_callback(me.id, welcome["message_id"], "menu:faq",
+                                          language_code="en")
+        switch = tg.server.inject_message(me.id, "/language", language_code="en")
+        await tg.settled(me.id, press["update_id"])
+        await tg.settled(me.id, switch["update_id"])
+        help_text, switched = me.new()
+        assert help_text["text"] == me.t("help")  # the press first, still in English
+        assert switched["text"] == tg.engine.catalog.text("zh-CN", "language_set")
