@@ -117,9 +117,13 @@ async def current_staff(request: web.Request) -> tuple[Staff, str] | None:
     token = request.cookies.get(SESSION_COOKIE)
     if not token or len(token) > 128:
         return None
-    async with request.app[_CORE].uow() as uow:
-        found = await request.app[STAFF].session(uow, token, request.remote or "unknown")
-        await uow.commit()
+    core, service = request.app[_CORE], request.app[STAFF]
+    async with core.uow(read_only=True) as uow:
+        found = await service.peek(uow, token)
+    if found is True:  # seen more than a minute ago: refresh it, or revoke it when idle
+        async with core.uow() as uow:
+            found = await service.session(uow, token, request.remote or "unknown")
+            await uow.commit()
     if found is not None:
         request[STAFF_MEMBER], request[CSRF_TOKEN] = found
     return found

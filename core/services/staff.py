@@ -224,6 +224,22 @@ class StaffService:
         await self._audit(uow, "staff_login", row.id, row.id, {"ip": ip})
         return await self._get(uow, staff.c.id == row.id), token, csrf
 
+    async def peek(self, uow: UnitOfWork, token: str) -> tuple[Staff, str] | bool | None:
+        """A session read without writing: (staff, csrf) when it is live and was seen within
+        the last minute; None when it is unknown, revoked or disabled; True when ``session``
+        must run in a writing unit of work (to refresh ``last_seen_at`` or revoke when idle).
+        Most staff requests then never take the database's writer lock."""
+        s = staff_sessions.c
+        row = (await uow.conn.execute(
+            select(staff, s.csrf_token, s.last_seen_at, s.revoked_at)
+            .join(staff_sessions, s.staff_id == staff.c.id)
+            .where(s.token_hash == token_hash(token)))).first()
+        if row is None or row.revoked_at is not None or not row.active:
+            return None
+        if uow.clock.now() - row.last_seen_at >= TOUCH_EVERY:
+            return True
+        return _staff(row), row.csrf_token
+
     async def session(self, uow: UnitOfWork, token: str, ip: str) -> tuple[Staff, str] | None:
         """The staff member and CSRF token of a live session, or None. Needs a writing unit of
         work (it refreshes ``last_seen_at`` and revokes an idle session); commit after."""

@@ -395,3 +395,21 @@ def test_the_staff_command_adds_lists_and_disables_accounts(tmp_path):
     assert "alice\tAlice\tmanager\tno\taway" in run_cli("staff", "list", cwd=tmp_path).stdout
     unknown = run_cli("staff", "disable", "nobody", cwd=tmp_path)
     assert unknown.returncode == 1 and "nobody" in unknown.stderr
+
+
+async def test_a_session_seen_within_a_minute_is_read_without_writing(core, staff, client,
+                                                                      clock):
+    await add(core, staff, "alice")
+    await sign_in(client, "alice")
+
+    async def last_seen():
+        async with core.uow(read_only=True) as uow:
+            return (await uow.conn.execute(select(staff_sessions.c.last_seen_at))).scalar_one()
+
+    signed_in = await last_seen()
+    clock.advance(timedelta(seconds=30))
+    assert (await client.get("/staff/me")).status == 200
+    assert await last_seen() == signed_in  # no write for a request within the minute
+    clock.advance(timedelta(seconds=45))
+    assert (await client.get("/staff/me")).status == 200
+    assert await last_seen() == signed_in + timedelta(seconds=75)
