@@ -400,9 +400,15 @@ def print_profile(profiler: cProfile.Profile, wall: float, turns: int) -> None:
     print(f"{'own s':>7}{'share':>7}{'us/turn':>9}  where")
     for label, own in groups.most_common():
         print(f"{own:>7.2f}{own / total:>6.0%}{own / turns * 1e6:>9.0f}  {label}")
+    print_top_functions(entries, total)
+
+
+def print_top_functions(entries: dict[Any, Any], total: float, count: int = 12) -> None:
+    """The ``count`` functions with the most own time in ``pstats`` entries (other benches
+    print their profiles with it too)."""
     print("top functions by own time:")
     ranked = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)
-    for (filename, line, name), (_cc, calls, own, _cum, _callers) in ranked[:12]:
+    for (filename, line, name), (_cc, calls, own, _cum, _callers) in ranked[:count]:
         where = filename.replace(str(ROOT) + "/", "")
         if "site-packages/" in where:
             where = where.split("site-packages/", 1)[1]

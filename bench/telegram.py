@@ -92,6 +92,7 @@ from bench.dialog import (
     p50_ms,
     p99_ms,
     percentile,
+    print_top_functions,
     product_turn,
     timed_run,
 )
@@ -568,14 +569,7 @@ def print_profile(mode: str, profiler: cProfile.Profile, run: TgRun) -> None:
     print(f"{'own s':>7}{'share':>7}{'us/update':>10}  where")
     for label, own in groups.most_common():
         print(f"{own:>7.2f}{own / total:>6.0%}{own / run.updates * 1e6:>10.0f}  {label}")
-    print("top functions by own time:")
-    ranked = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)
-    for (filename, line, name), (_cc, calls, own, _cum, _callers) in ranked[:12]:
-        where = filename.replace(str(ROOT) + "/", "")
-        if "site-packages/" in where:
-            where = where.split("site-packages/", 1)[1]
-        where = f"{where}:{line}({name})" if line else name
-        print(f"{own:>7.2f}{own / total:>6.0%}{calls:>10,}  {where}")
+    print_top_functions(entries, total)
 
 
 def report(args: argparse.Namespace, scripts: list[list[Step]], engine_runs: list[Run],

@@ -620,14 +620,9 @@ def print_profile(path: Path, run: Run) -> None:
     print(f"{'own s':>7}{'share':>7}{'us/trip':>9}  where")
     for label, own in seen.most_common():
         print(f"{own:>7.2f}{own / total:>6.0%}{own / turns * 1e6:>9.0f}  {label}")
-    print("top functions by own time:")
-    ranked = sorted(entries.items(), key=lambda kv: kv[1][2], reverse=True)
-    for (filename, line, name), (_cc, calls, own, _cum, _callers) in ranked[:15]:
-        where = filename.replace(str(ROOT) + "/", "")
-        if "site-packages/" in where:
-            where = where.split("site-packages/", 1)[1]
-        where = f"{where}:{line}({name})" if line else name
-        print(f"{own:>7.2f}{own / total:>6.0%}{calls:>10,}  {where}")
+    from bench.dialog import print_top_functions
+
+    print_top_functions(entries, total, 15)
 
 
 def report(echo: list[Run], product: list[ProductRun], engine: list[Any],
