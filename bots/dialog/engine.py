@@ -78,6 +78,8 @@ class DialogEngine:
         # Channels that send replies from the deliveries queue (core.delivery) rather than
         # from what ``handle`` returns: the replies are queued in the turn's transaction.
         self.queued_channels = set(queued_channels)
+        # Channels whose messages are the conversation's stored history, shown live (web chat)
+        self.history_channels: set[str] = set()
         settings = core.settings.dialog
         self.idle = timedelta(minutes=settings.idle_minutes)
         self.ask_words = tuple(w.lower() for w in settings.escalation_words)

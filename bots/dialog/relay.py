@@ -1,12 +1,13 @@
-"""Notice relay: outbox notices rendered in the user's language and queued for their chat.
+"""Notice relay: outbox notices rendered in the user's language and handed to their chat.
 
 A pending notice whose time has come (``not_before``) is rendered through the dialog catalogs
-(``render_notice``) in the locale of the user's most recent conversation, and queued as a
-delivery to the chat channel the user wrote from last among the channels that send from the
-deliveries queue. Notice and delivery are handled in one transaction: the notice is marked
-``sent`` (handed to the channel) exactly when its message is queued. A notice for a user with no
-such chat (web chat only, or the bot was blocked) is marked ``held``: kept for the web chat to
-show when the user comes back, not retried here.
+(``render_notice``) in the locale of the user's most recent conversation, and handed to the chat
+the user wrote from last: on a channel that sends from the deliveries queue (Telegram) it is
+queued as a delivery; on a history channel (the web chat) it is stored in the conversation, so
+an open page shows it at once (live bus) and a page opened later finds it in the history.
+Notice and hand-over happen in one transaction: the notice is marked ``sent`` exactly when its
+message is queued or stored. A notice for a user with no reachable chat (the bot was blocked
+everywhere) is marked ``held``.
 
 This is the minimal path the chat channels need; quiet hours, muting, preferred channels and
 broadcasts belong to the dispatcher that grows from it.
@@ -22,15 +23,15 @@ from sqlalchemy import select, update
 from bots.dialog.engine import DialogEngine
 from bots.dialog.notices import render_notice
 from core import delivery
-from core.adapters.tables import channel_identities, conversations, outbox
+from core.adapters.tables import channel_identities, chat_messages, conversations, outbox
 from core.adapters.uow import UnitOfWork
 
 log = logging.getLogger(__name__)
 
 
 async def relay_notices(engine: DialogEngine, uow: UnitOfWork, limit: int = 200) -> int:
-    """Queue due notices for their users' chats; return how many were queued."""
-    if not engine.queued_channels:
+    """Hand due notices to their users' chats; return how many were handed over."""
+    if not engine.queued_channels and not engine.history_channels:
         return 0
     o = outbox.c
     now = uow.clock.now()
@@ -42,7 +43,7 @@ async def relay_notices(engine: DialogEngine, uow: UnitOfWork, limit: int = 200)
     if not notices:
         return 0
     chats = await _chats(engine, uow, {n.user_id for n in notices if n.user_id is not None})
-    queued, outcomes = [], []
+    queued, stored, outcomes = [], [], []
     for notice in notices:
         chat = chats.get(notice.user_id)
         if chat is None:
@@ -55,36 +56,68 @@ async def relay_notices(engine: DialogEngine, uow: UnitOfWork, limit: int = 200)
             log.error("notice %s has no template %r", notice.id, notice.template)
             outcomes.append({"id": notice.id, "status": "failed", "error": "unknown template"})
             continue
-        queued.append({"channel": chat["channel"], "chat_id": chat["chat_id"],
-                       "text": reply.text, "kind": "notice",
-                       "buttons": [{"id": b.action, "label": b.label} for b in reply.buttons]})
+        buttons = [{"id": b.action, "label": b.label} for b in reply.buttons]
+        if chat["channel"] in engine.queued_channels:
+            queued.append({"channel": chat["channel"], "chat_id": chat["chat_id"],
+                           "text": reply.text, "kind": "notice", "buttons": buttons})
+        else:  # the web chat: the notice joins the history, pushed live to an open page
+            stored.append({"conversation_id": chat["conversation_id"], "sender": "system",
+                           "text": reply.text, "buttons": buttons or None, "at": now})
         outcomes.append({"id": notice.id, "status": "sent", "error": None,
                          "channel": chat["channel"]})
     await delivery.add_many(uow, queued)
+    await _store(uow, engine, stored)
     for outcome in outcomes:
         await uow.conn.execute(update(outbox).where(o.id == outcome["id"]).values(
             status=outcome["status"], last_error=outcome["error"],
             channel=outcome.get("channel"), sent_at=now if outcome["status"] == "sent" else None,
             attempts=o.attempts + 1))
-    return len(queued)
+    return len(queued) + len(stored)
+
+
+async def _store(uow: UnitOfWork, engine: DialogEngine, rows: list[dict[str, Any]]) -> None:
+    """Notices for history channels: stored in the conversation, then (after the commit)
+    published on ``conversation:<id>`` so an open page shows them at once."""
+    if not rows:
+        return
+    m = chat_messages.c
+    result = await uow.conn.execute(
+        chat_messages.insert().returning(m.id, sort_by_parameter_order=True), rows)
+    messages = [(row["conversation_id"], {
+        "id": message_id, "from": "system", "name": None, "text": row["text"],
+        "buttons": row["buttons"] or [], "at": row["at"].isoformat()})
+        for row, (message_id,) in zip(rows, result.all(), strict=True)]
+    live = engine.core.live
+
+    async def tell() -> None:
+        for conversation_id, message in messages:
+            await live.publish(f"conversation:{conversation_id}", {"message": message})
+
+    uow.after_commit.append(tell)
 
 
 async def _chats(engine: DialogEngine, uow: UnitOfWork, user_ids: set[int]
                  ) -> dict[int, dict[str, Any]]:
-    """Each user's most recently used reachable chat on a queued channel, with its locale."""
-    if not user_ids or not engine.queued_channels:
+    """Each user's most recently used reachable chat on a channel the relay can reach (queued
+    or history channels), with its locale and conversation."""
+    channels = engine.queued_channels | engine.history_channels
+    if not user_ids or not channels:
         return {}
     ci, cv = channel_identities.c, conversations.c
     rows = (await uow.conn.execute(
-        select(ci.user_id, ci.channel, ci.external_id, ci.locale, cv.locale.label("chat_locale"))
+        select(ci.user_id, ci.channel, ci.external_id, ci.locale,
+               cv.locale.label("chat_locale"), cv.id.label("conversation_id"))
         .select_from(channel_identities.outerjoin(
             conversations, (cv.channel == ci.channel) & (cv.chat_id == ci.external_id)))
-        .where(ci.user_id.in_(user_ids), ci.channel.in_(engine.queued_channels),
+        .where(ci.user_id.in_(user_ids), ci.channel.in_(channels),
                ci.unreachable.is_(False))
         .order_by(ci.last_seen_at.desc(), ci.id.desc()))).all()
     chats: dict[int, dict[str, Any]] = {}
     for row in rows:
+        if row.channel not in engine.queued_channels and row.conversation_id is None:
+            continue  # a history channel needs the conversation to write into
         chats.setdefault(row.user_id, {
             "channel": row.channel, "chat_id": row.external_id,
+            "conversation_id": row.conversation_id,
             "locale": row.chat_locale or row.locale or engine.core.settings.locale})
     return chats

@@ -229,6 +229,7 @@ WEBCHAT = web.AppKey("webchat", WebChat)
 def setup_webchat(app: web.Application, core: Core, engine: DialogEngine) -> None:
     """Mount the web chat on ``app``; its sockets are closed (1001) when the server stops."""
     chat = WebChat(core, engine)
+    engine.history_channels.add(CHANNEL)  # notices reach web users through their history
     app[WEBCHAT] = chat
     app.router.add_get("/", chat.page)
     app.router.add_get("/widget.js", chat.widget)

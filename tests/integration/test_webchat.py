@@ -17,7 +17,10 @@ from sqlalchemy import func, select
 from bots.dialog.agents import AgentDesk
 from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
+from bots.dialog.notices import render_notice
+from bots.dialog.relay import relay_notices
 from bots.webchat.routes import WEBCHAT, setup_webchat
+from core import notify
 from core.adapters.tables import channel_identities, chat_messages, conversations, documents
 from core.bootstrap import Core
 from tests.integration.telegram_helpers import knowledge_base
@@ -520,3 +523,22 @@ async def test_a_second_tab_sees_the_turns_of_the_first(site):
     assert shown["text"] == help_["text"]
     await first.ws.close()
     await second.ws.close()
+
+
+async def test_a_notice_reaches_an_open_page_at_once_and_stays_in_the_history(site):
+    tab = await site.tab(lang="en")
+    await register(site, tab)
+    async with site.core.uow(read_only=True) as uow:
+        user_id = (await uow.conn.execute(select(channel_identities.c.user_id).where(
+            channel_identities.c.channel == "web"))).scalar_one()
+    params = {"status": "verified"}
+    async with site.core.uow() as uow:
+        await notify.enqueue(uow, user_id, "kyc_result", params, "kyc-web-1")
+        assert await relay_notices(site.engine, uow) == 1
+        await uow.commit()
+    expected = render_notice(site.engine.catalog, "kyc_result", params, "en")
+    pushed = await tab.frame()
+    assert (pushed["from"], pushed["text"]) == ("system", expected.text)
+    assert [b["id"] for b in pushed["buttons"]] == [b.action for b in expected.buttons]
+    later = await site.tab(tab.session)  # a page opened later finds it in the history
+    assert later.history[-1]["text"] == expected.text
