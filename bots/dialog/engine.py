@@ -30,7 +30,13 @@ from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
 from core import analytics, delivery
 from core.adapters.batching import Coalescer
-from core.adapters.tables import chat_messages, conversations, faq_misses, inbound_log
+from core.adapters.tables import (
+    chat_messages,
+    conversations,
+    faq_misses,
+    inbound_log,
+    servicing_tasks,
+)
 from core.adapters.uow import UnitOfWork
 from core.bootstrap import Core
 from core.domain.errors import DomainError
@@ -51,7 +57,7 @@ ALIASES = {"menu:kyc": "flow:kyc", "bind_card": "flow:card", "kyc": "flow:kyc",
            "apply_loan": "flow:apply", "repay_now": "flow:my_loans"}
 # A registered investor's "invest" menu opens the marketplace.
 MENU_FLOWS = {"menu:invest": "browse", "menu:borrow": "my_loans"}
-PRIORITY = {"complaint": 2, "asked": 1, "bot_miss": 1}
+PRIORITY = {"complaint": 2, "collections": 1, "asked": 1, "bot_miss": 1}
 
 
 @dataclass
@@ -392,8 +398,17 @@ class DialogEngine:
                      self.menu(turn.locale).buttons)
 
     async def _handover(self, uow: UnitOfWork, turn: Turn, reason: str) -> Reply:
-        """Put the conversation in the human queue (complaints first, then longest waiting)."""
+        """Put the conversation in the human queue (complaints first, then longest waiting).
+        A borrower with an open collections task who asks is queued as "collections", so the
+        agent knows before opening the chat."""
         c = conversations.c
+        if reason in ("asked", "bot_miss") and turn.user_id is not None:
+            t = servicing_tasks.c
+            open_task = (await uow.conn.execute(select(t.id).where(
+                t.borrower_id == turn.user_id, t.kind == "collections",
+                t.status == "open").limit(1))).first()
+            if open_task is not None:
+                reason = "collections"
         priority = PRIORITY[reason]
         if turn.mode != "queued":
             turn.mode = "queued"

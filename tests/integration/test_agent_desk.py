@@ -22,9 +22,10 @@ from bots.dialog.agents import (
 from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
 from bots.dialog.types import Inbound
-from core.adapters.tables import audit_log, conversations, staff
+from core.adapters.tables import audit_log, conversations, servicing_tasks, staff
 from core.services.lending.investing import BidRequest
 from tests.integration.lending_helpers import cny, investor, listed_loan
+from tests.integration.servicing_helpers import active_loan, days, drain_wallet, run_day, schedule
 from tests.integration.telegram_helpers import knowledge_base
 
 _ids = itertools.count(1)
@@ -209,3 +210,21 @@ async def test_outside_business_hours_the_customer_is_told_when_agents_are_back(
                                              back="2026-03-03 09:00")
     assert (await conversation(core, "night")).mode == "queued"  # it waits in the queue
 
+
+
+async def test_a_borrower_in_collections_who_asks_is_queued_as_collections(core, engine):
+    borrower, _, loan_id = await active_loan(core)
+    await drain_wallet(core, borrower)
+    due = (await schedule(core, loan_id))[0].due_date
+    for day in days(due + timedelta(days=1), due + timedelta(days=10)):
+        await run_day(core, day)
+    async with core.uow(read_only=True) as uow:
+        open_tasks = (await uow.conn.execute(select(servicing_tasks.c.id).where(
+            servicing_tasks.c.borrower_id == borrower.user_id,
+            servicing_tasks.c.kind == "collections",
+            servicing_tasks.c.status == "open"))).all()
+    assert open_tasks  # the collections plan opened a task by D+10
+    conversation_id = await queued(engine, borrower.identity.external_id)
+    async with core.uow(read_only=True) as uow:
+        (waiting,) = await AgentDesk(engine).waiting(uow)
+    assert (waiting.conversation_id, waiting.reason) == (conversation_id, "collections")
