@@ -240,9 +240,8 @@ class TelegramSender:
                     item = _rest(item, parts)
                     self.queues[item.chat_id][0] = item
                 return "again"
-            except Forbidden as exc:
+            except Forbidden as exc:  # dropped with the rest of the chat's queue, below
                 log.info("telegram chat %s blocked the bot: %s", item.chat_id, exc)
-                await self._drop([item.id], f"forbidden: {exc}")
                 return "blocked"
             except BadRequest as exc:
                 log.error("telegram refused delivery %s to chat %s: %s", item.id, item.chat_id,
@@ -300,6 +299,8 @@ class TelegramSender:
         raise NetworkError(f"sendMessage: {code} {description}")
 
     async def _unreachable(self, chat_id: str, queue: deque[Delivery]) -> None:
+        """One transaction marks the chat unreachable and drops all it was waiting for (the
+        message that met the 403 included): nobody sees one without the other."""
         queue.clear()
         async with self.uow() as uow:
             await delivery.unreachable(uow, CHANNEL, chat_id)
