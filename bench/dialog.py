@@ -118,9 +118,10 @@ def question_pools(kb: KnowledgeBase) -> dict[str, list[str]]:
             for locale in LOCALES}
 
 
-def build_scripts(kb: KnowledgeBase, words: Sequence[str], chats: int,
-                  turns: int) -> list[list[Step]]:
-    rng = random.Random(SEED)
+def question_picker(kb: KnowledgeBase, words: Sequence[str],
+                    rng: random.Random) -> Callable[[str], str]:
+    """Draws reworded knowledge-base questions of a locale; a rewording holding a word that
+    hands the chat to a human is drawn again (other benches use it too)."""
     pools = question_pools(kb)
 
     def question(locale: str) -> str:
@@ -128,6 +129,14 @@ def build_scripts(kb: KnowledgeBase, words: Sequence[str], chats: int,
             text = reword(rng.choice(pools[locale]), rng)
             if not any(w in text.lower() for w in words):
                 return text
+
+    return question
+
+
+def build_scripts(kb: KnowledgeBase, words: Sequence[str], chats: int,
+                  turns: int) -> list[list[Step]]:
+    rng = random.Random(SEED)
+    question = question_picker(kb, words, rng)
 
     scripts = []
     for n in range(chats):
@@ -391,16 +400,24 @@ def print_profile(profiler: cProfile.Profile, wall: float, turns: int) -> None:
     total = sum(own for _cc, _nc, own, _cum, _callers in entries.values())
     print(f"\nprofile of one product run ({turns:,} turns in {wall:.2f} s under cProfile; "
           f"event-loop thread, {total:.2f} s seen)")
-    groups: Counter[str] = Counter()
-    for (filename, _line, name), (_cc, _calls, own, _cum, _callers) in entries.items():
-        where = f"{filename} {name}"
-        label = next((label for label, marks in PROFILE_GROUPS
-                      if any(m in where for m in marks)), "other")
-        groups[label] += own
+    groups = group_own_time(entries, PROFILE_GROUPS)
     print(f"{'own s':>7}{'share':>7}{'us/turn':>9}  where")
     for label, own in groups.most_common():
         print(f"{own:>7.2f}{own / total:>6.0%}{own / turns * 1e6:>9.0f}  {label}")
     print_top_functions(entries, total)
+
+
+def group_own_time(entries: dict[Any, Any],
+                   groups: Sequence[tuple[str, tuple[str, ...]]]) -> Counter[str]:
+    """Own time of ``pstats`` entries summed by the first group whose marks the function's
+    file or name holds ("other" if none)."""
+    seen: Counter[str] = Counter()
+    for (filename, _line, name), (_cc, _calls, own, _cum, _callers) in entries.items():
+        where = f"{filename} {name}"
+        label = next((label for label, marks in groups
+                      if any(m in where for m in marks)), "other")
+        seen[label] += own
+    return seen
 
 
 def print_top_functions(entries: dict[Any, Any], total: float, count: int = 12) -> None:

@@ -89,6 +89,7 @@ from bench.dialog import (
     Step,
     Store,
     build_scripts,
+    group_own_time,
     p50_ms,
     p99_ms,
     percentile,
@@ -560,12 +561,7 @@ def print_profile(mode: str, profiler: cProfile.Profile, run: TgRun) -> None:
     total = sum(own for _cc, _nc, own, _cum, _callers in entries.values())
     print(f"\nprofile of one {mode} run ({run.updates:,} updates in {run.wall:.2f} s under "
           f"cProfile, {run.rate:,.0f}/s; event-loop thread, {total:.2f} s seen)")
-    groups: Counter[str] = Counter()
-    for (filename, _line, name), (_cc, _calls, own, _cum, _callers) in entries.items():
-        where = f"{filename} {name}"
-        label = next((label for label, marks in PROFILE_GROUPS
-                      if any(m in where for m in marks)), "other")
-        groups[label] += own
+    groups = group_own_time(entries, PROFILE_GROUPS)
     print(f"{'own s':>7}{'share':>7}{'us/update':>10}  where")
     for label, own in groups.most_common():
         print(f"{own:>7.2f}{own / total:>6.0%}{own / run.updates * 1e6:>10.0f}  {label}")

@@ -127,21 +127,14 @@ class Session:
 def build_scripts(sessions: int, turns: int) -> tuple[list[Session], dict[str, set[str]]]:
     """Every session's frames (fixed seed), and texts to check replies by: the knowledge base's
     answers, the "did you mean" of suggestions and the registration's "declined" text."""
-    from bench.dialog import question_pools, reword
+    from bench.dialog import question_picker
     from bots.dialog.i18n import Catalog
     from config.settings import DialogSettings
     from knowledge_base import KnowledgeBase
 
     kb, catalog, dialog = KnowledgeBase.load(), Catalog.load(), DialogSettings()
     words = [w.lower() for w in (*dialog.escalation_words, *dialog.complaint_words)]
-    pools = question_pools(kb)
-    rng = random.Random(SEED)
-
-    def question(locale: str) -> str:
-        while True:  # reworded text must not ask for a human (``sue`` is in ``issue``)
-            text = reword(rng.choice(pools[locale]), rng)
-            if not any(w in text.lower() for w in words):
-                return text
+    question = question_picker(kb, words, random.Random(SEED))
 
     scripts = []
     for n in range(sessions):
