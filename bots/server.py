@@ -63,7 +63,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
 
 class ChatChannels:
     """The dialog engine and the chat channels over it (Telegram when a token is set), and the
-    relay that turns due outbox notices into chat messages."""
+    dispatcher that turns due outbox notices into chat messages."""
 
     def __init__(self, core: Core) -> None:
         from bots.dialog.engine import DialogEngine
@@ -83,30 +83,52 @@ class ChatChannels:
     async def run(self, _app: web.Application) -> AsyncIterator[None]:
         if self.telegram is not None:
             await self.telegram.start()
-        relay = asyncio.create_task(self._relay_forever(), name="notice-relay")
+        dispatch = asyncio.create_task(self._dispatch_forever(), name="notice-dispatcher")
         yield
-        relay.cancel()
+        dispatch.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await relay
+            await dispatch
         if self.telegram is not None:
             await self.telegram.stop()
         await self.engine.close()
 
-    async def _relay_forever(self) -> None:
-        from bots.dialog.relay import relay_notices
+    async def _dispatch_forever(self) -> None:
+        """Dispatcher passes while there is work, a poll when idle. On PostgreSQL every process
+        dispatches (``SKIP LOCKED`` shares the outbox); on SQLite the lease holder does."""
+        from bots.dialog.dispatcher import Dispatcher
+        from core import leases
 
-        while True:
-            try:
-                async with self.core.uow() as uow:
-                    queued = await relay_notices(self.engine, uow)
-                    await uow.commit()
-                if queued and self.telegram is not None:
-                    self.telegram.sender.poke()
-            except Exception:
-                log.exception("relaying notices failed; retrying")
-                queued = 0
-            if not queued:
-                await asyncio.sleep(1.0)
+        core = self.core
+        settings = core.settings.notify
+        dispatcher = Dispatcher(self.engine)
+        holder = leases.holder_id()
+        ttl = timedelta(seconds=settings.lease_seconds)
+        held = False
+        try:
+            while True:
+                handled = 0
+                try:
+                    if core.settings.is_sqlite:
+                        async with core.uow() as uow:
+                            held = await leases.acquire(uow, "notice-dispatcher", holder, ttl)
+                            await uow.commit()
+                    if held or not core.settings.is_sqlite:
+                        async with core.uow() as uow:
+                            done = await dispatcher.run_once(uow)
+                            await uow.commit()
+                        handled = done.total
+                        if done.handed and self.telegram is not None:
+                            self.telegram.sender.poke()
+                except Exception:
+                    log.exception("dispatching notices failed; retrying")
+                if handled < settings.batch:
+                    await asyncio.sleep(settings.poll_seconds)
+        finally:
+            if held:
+                with contextlib.suppress(Exception):
+                    async with core.uow() as uow:
+                        await leases.release(uow, "notice-dispatcher", holder)
+                        await uow.commit()
 
 
 CHANNELS = web.AppKey("channels", ChatChannels)
@@ -134,7 +156,7 @@ async def background_work(app: web.Application) -> AsyncIterator[None]:
 
     tasks = [asyncio.create_task(identity_checks(), name="identity-checks"),
              asyncio.create_task(stale_orders(), name="stale-orders"),
-             asyncio.create_task(daily_scheduler(core), name="daily-job")]
+             asyncio.create_task(Scheduler(core).run(), name="scheduler")]
     yield
     for task in tasks:
         task.cancel()
@@ -143,23 +165,68 @@ async def background_work(app: web.Application) -> AsyncIterator[None]:
             await task
 
 
-async def daily_scheduler(core: Core) -> None:
-    """Run the business day at the configured local time; after downtime, catch up the days
-    missed (each day is idempotent, so a day already done is skipped)."""
-    at = time.fromisoformat(core.settings.servicing.daily_job_time)
-    while True:
+class Scheduler:
+    """Time-driven work in ``serve``, on the injected clock and in the business time zone:
+
+    - the daily job at ``servicing.daily_job_time``, catching up every day missed while the
+      server was down (each day runs once: ``job_runs``); its reminders and collections notices
+      are written for ``servicing.reminder_hour`` and the dispatcher sends them then;
+    - broadcasts whose send time came, and any a crash interrupted (resumed where they
+      stopped);
+    - broadcast conversions, every ``CONVERSIONS_EVERY``.
+    """
+
+    CONVERSIONS_EVERY = timedelta(hours=1)
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.at = time.fromisoformat(core.settings.servicing.daily_job_time)
+        self.conversions_at: datetime | None = None
+
+    async def tick(self) -> dict[str, Any]:
+        """Do what is due now; what was done, for logs and tests."""
+        core = self.core
+        did: dict[str, Any] = {}
         now = core.clock.local()
-        today = now.date()
-        target = today if now.time() >= at else today - timedelta(days=1)
+        target = now.date() if now.time() >= self.at else now.date() - timedelta(days=1)
         try:
-            done = await core.daily.catch_up(target)
-            if done:
-                log.info("daily job ran for %s", ", ".join(d.isoformat() for d in done))
+            days = await core.daily.catch_up(target)
+            if days:
+                did["days"] = days
+                log.info("daily job ran for %s", ", ".join(d.isoformat() for d in days))
         except Exception:
             log.exception("daily job failed; it will be retried")
-        next_run = datetime.combine(today + timedelta(days=1 if now.time() >= at else 0), at,
-                                    core.clock.tz)
-        await asyncio.sleep(min(3600.0, max(1.0, (next_run - core.clock.local()).total_seconds())))
+        try:
+            async with core.uow() as uow:
+                due = await core.broadcasts.due(uow)
+                await uow.commit()
+            for broadcast_id in due:
+                written = await core.broadcasts.resume(core.uow, broadcast_id)
+                did.setdefault("broadcasts", []).append(broadcast_id)
+                log.info("broadcast %s: %s notices written", broadcast_id, written)
+        except Exception:
+            log.exception("sending broadcasts failed; retrying")
+        if self.conversions_at is None or core.clock.now() >= self.conversions_at:
+            try:
+                async with core.uow() as uow:
+                    did["conversions"] = await core.broadcasts.attribute_conversions(uow)
+                    await uow.commit()
+                self.conversions_at = core.clock.now() + self.CONVERSIONS_EVERY
+            except Exception:
+                log.exception("attributing broadcast conversions failed; retrying")
+        return did
+
+    def seconds_to_next(self) -> float:
+        """Until the next daily run, at most a minute (broadcasts are checked every minute)."""
+        now = self.core.clock.local()
+        next_run = datetime.combine(now.date() + timedelta(days=1 if now.time() >= self.at
+                                                           else 0), self.at, self.core.clock.tz)
+        return min(60.0, max(1.0, (next_run - now).total_seconds()))
+
+    async def run(self) -> None:
+        while True:
+            await self.tick()
+            await asyncio.sleep(self.seconds_to_next())
 
 
 async def custody_callback(request: web.Request) -> web.Response:

@@ -336,6 +336,19 @@ class DeliverySettings(_Group):
     batch: int = Field(500, ge=1)  # messages claimed at once
 
 
+class NotifySettings(_Group):
+    """Proactive messages: the dispatcher, broadcasts and what counts as a conversion. The
+    default quiet hours are ``servicing.quiet_hours_start`` - ``quiet_hours_end``."""
+
+    templates_file: Path | None = None  # default: config/notices.toml (group, mute, urgent)
+    batch: int = Field(500, ge=1)  # notices handed over per dispatcher pass
+    poll_seconds: float = Field(1.0, gt=0)  # how often the dispatcher looks when idle
+    lease_seconds: int = Field(15, ge=2)  # single-process work (Telegram sender, SQLite dispatch)
+    broadcast_chunk: int = Field(2000, ge=1)  # recipients enqueued per transaction
+    conversion_days: int = Field(7, ge=1)  # a top-up or investment this soon after converts
+    marketing_in_flight: int = Field(30, ge=1)  # marketing messages a sender holds at once
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -378,6 +391,7 @@ class Settings(BaseSettings):
     delivery: DeliverySettings = DeliverySettings()
     support: SupportSettings = SupportSettings()
     webchat: WebChatSettings = WebChatSettings()
+    notify: NotifySettings = NotifySettings()
 
     @field_validator("timezone")
     @classmethod

@@ -29,6 +29,7 @@ from core.privacy import DataProtector
 from core.providers.bank import SandboxBank
 from core.providers.identity import SandboxIdentityProvider
 from core.providers.sms import SandboxSms
+from core.services.broadcasts import Broadcasts
 from core.services.cards import Cards
 from core.services.kyc import Kyc
 from core.services.lending.agreements import Agreements
@@ -39,6 +40,7 @@ from core.services.lending.investing import Investing
 from core.services.lending.listings import Listings
 from core.services.lending.portfolio import Portfolio
 from core.services.lending.promotions import Promotions
+from core.services.notifications import Notifications
 from core.services.registration import Registration
 from core.services.risk import RiskProfiles
 from core.services.servicing.collections import Collections
@@ -87,6 +89,8 @@ class Core:
     daily: DailyJob
     views: Views
     live: LocalBus
+    notifications: Notifications
+    broadcasts: Broadcasts
 
     async def close(self) -> None:
         await self.live.close()
@@ -184,6 +188,8 @@ async def bootstrap(settings: Settings, *, clock: Clock | None = None,
                        auto_invest, lending),
         views=Views(currency, repayments),
         live=make_bus(settings.redis_url),
+        notifications=Notifications(settings),
+        broadcasts=Broadcasts(settings),
     )
     bank.deliver = core.deliver_bank_callback
     core.wallet.claims_reader = Portfolio(currency).claims

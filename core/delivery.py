@@ -6,6 +6,11 @@ transaction that decided them; the channel's sender then ``claim``s due messages
 A process that dies holding a lease loses nothing: when the lease runs out the messages are due
 again (at-least-once: a message sent just before a crash, whose confirmation was lost, is sent a
 second time; Telegram offers no idempotency key to prevent that).
+
+A message that carries an outbox notice (``outbox_id``) reports its outcome to the notice in the
+same statement batch: ``sent`` when the channel confirmed it, ``failed`` when it was dropped.
+Messages are claimed by ``priority`` (0 conversation, 1 notice, 2 marketing), then by age, and a
+sender can cap how much marketing it holds, so a broadcast never delays a reply or a reminder.
 """
 
 from __future__ import annotations
@@ -16,10 +21,11 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 
-from core.adapters.tables import channel_identities, deliveries
+from core.adapters.tables import channel_identities, deliveries, outbox
 from core.adapters.uow import UnitOfWork
 
 KINDS = ("reply", "agent", "notice")
+CONVERSATION, NOTICE, MARKETING = 0, 1, 2  # priorities
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,11 +37,14 @@ class Delivery:
     buttons: list[dict[str, str]] | None
     kind: str
     attempts: int
+    outbox_id: int | None = None
+    priority: int = CONVERSATION
 
 
 async def add_many(uow: UnitOfWork, messages: list[dict[str, Any]]) -> None:
     """Queue messages (``channel``, ``chat_id``, ``text``, optional ``buttons`` as
-    ``[{"id", "label"}]``, ``kind``) in the caller's transaction."""
+    ``[{"id", "label"}]``, ``kind``, ``outbox_id``, ``priority``, ``not_before``) in the
+    caller's transaction."""
     if not messages:
         return
     now = uow.clock.now()
@@ -43,27 +52,51 @@ async def add_many(uow: UnitOfWork, messages: list[dict[str, Any]]) -> None:
         {"channel": m["channel"], "chat_id": m["chat_id"], "text": m["text"],
          "buttons": m.get("buttons") or None, "kind": m.get("kind", "reply"),
          "status": "pending", "attempts": 0, "not_before": m.get("not_before") or now,
-         "created_at": now} for m in messages])
+         "created_at": now, "outbox_id": m.get("outbox_id"),
+         "priority": m.get("priority", NOTICE if m.get("outbox_id") else CONVERSATION)}
+        for m in messages])
 
 
-async def claim(uow: UnitOfWork, channel: str, limit: int, lease: timedelta) -> list[Delivery]:
-    """Due messages of ``channel``, oldest first, leased to the caller. On PostgreSQL rows
-    another process is claiming are skipped, so several senders share the work."""
+async def claim(uow: UnitOfWork, channel: str, limit: int, lease: timedelta, *,
+                marketing: int | None = None) -> list[Delivery]:
+    """Due messages of ``channel``, by priority then age, leased to the caller; at most
+    ``marketing`` of them marketing (None: no cap). On PostgreSQL rows another process is
+    claiming are skipped, so several senders could share the work."""
     d = deliveries.c
     now = uow.clock.now()
-    due = (select(d.id, d.chat_id, d.text, d.buttons, d.kind, d.attempts)
-           .where(d.channel == channel, d.not_before <= now,
-                  or_(d.status == "pending", (d.status == "sending") & (d.lease_until < now)))
-           .order_by(d.id).limit(limit))
-    if uow.conn.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    rows = (await uow.conn.execute(due)).all()
+    due_now = (d.channel == channel) & (d.not_before <= now) & or_(
+        d.status == "pending", (d.status == "sending") & (d.lease_until < now))
+    columns = (d.id, d.chat_id, d.text, d.buttons, d.kind, d.attempts, d.outbox_id, d.priority)
+    queries = [select(*columns).where(due_now, d.priority < MARKETING)
+               .order_by(d.priority, d.id).limit(limit)]
+    if marketing is None or marketing > 0:
+        queries.append(select(*columns).where(due_now, d.priority >= MARKETING)
+                       .order_by(d.priority, d.id).limit(limit if marketing is None
+                                                         else min(limit, marketing)))
+    rows = []
+    for query in queries:
+        if uow.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        rows.extend((await uow.conn.execute(query)).all())
+        if len(rows) >= limit:
+            rows = rows[:limit]
+            break
     if not rows:
         return []
     await uow.conn.execute(update(deliveries).where(d.id.in_([r.id for r in rows])).values(
         status="sending", lease_until=now + lease, attempts=d.attempts + 1))
-    return [Delivery(r.id, channel, r.chat_id, r.text, r.buttons, r.kind, r.attempts + 1)
-            for r in rows]
+    return [Delivery(r.id, channel, r.chat_id, r.text, r.buttons, r.kind, r.attempts + 1,
+                     r.outbox_id, r.priority) for r in rows]
+
+
+async def extend(uow: UnitOfWork, delivery_ids: list[int], lease: timedelta) -> None:
+    """Keep claimed messages leased for ``lease`` from now (the sender still holds them)."""
+    d = deliveries.c
+    until = uow.clock.now() + lease
+    for start in range(0, len(delivery_ids), 5000):
+        await uow.conn.execute(update(deliveries).where(
+            d.id.in_(delivery_ids[start:start + 5000]), d.status == "sending")
+            .values(lease_until=until))
 
 
 async def sent(uow: UnitOfWork, confirmed: list[tuple[int, str | None]]) -> None:
@@ -77,6 +110,7 @@ async def sent(uow: UnitOfWork, confirmed: list[tuple[int, str | None]]) -> None
             external_id=bindparam("external"), lease_until=None),
         [{"delivery": n, "external": external, "at": uow.clock.now()}
          for n, external in confirmed])
+    await _notices(uow, [n for n, _ in confirmed], "sent", None)
 
 
 async def retry(uow: UnitOfWork, delivery_id: int, at: datetime, error: str) -> None:
@@ -90,6 +124,7 @@ async def drop(uow: UnitOfWork, delivery_ids: list[int], error: str) -> None:
     if delivery_ids:
         await uow.conn.execute(update(deliveries).where(deliveries.c.id.in_(delivery_ids))
                                .values(status="dropped", lease_until=None, last_error=error[:500]))
+        await _notices(uow, delivery_ids, "failed", error)
 
 
 async def unreachable(uow: UnitOfWork, channel: str, chat_id: str) -> int:
@@ -99,10 +134,14 @@ async def unreachable(uow: UnitOfWork, channel: str, chat_id: str) -> int:
     c, d = channel_identities.c, deliveries.c
     await uow.conn.execute(update(channel_identities).where(
         c.channel == channel, c.external_id == chat_id).values(unreachable=True))
-    result = await uow.conn.execute(update(deliveries).where(
+    waiting = list((await uow.conn.execute(select(d.id).where(
         d.channel == channel, d.chat_id == chat_id, d.status.in_(("pending", "sending")))
-        .values(status="dropped", lease_until=None, last_error="chat unreachable"))
-    return int(result.rowcount or 0)
+    )).scalars())
+    if waiting:
+        await uow.conn.execute(update(deliveries).where(d.id.in_(waiting)).values(
+            status="dropped", lease_until=None, last_error="chat unreachable"))
+        await _notices(uow, waiting, "failed", "chat unreachable (the user blocked the bot)")
+    return len(waiting)
 
 
 async def is_unreachable(uow: UnitOfWork, channel: str, chat_id: str) -> bool:
@@ -118,3 +157,17 @@ async def release(uow: UnitOfWork, delivery_ids: list[int]) -> None:
         await uow.conn.execute(update(deliveries).where(
             deliveries.c.id.in_(delivery_ids), deliveries.c.status == "sending")
             .values(status="pending", lease_until=None))
+
+
+async def _notices(uow: UnitOfWork, delivery_ids: list[int], status: str,
+                   error: str | None) -> None:
+    """The outbox notices these messages carry take the messages' outcome."""
+    d, o = deliveries.c, outbox.c
+    for start in range(0, len(delivery_ids), 5000):
+        carried = select(d.outbox_id).where(d.id.in_(delivery_ids[start:start + 5000]),
+                                            d.outbox_id.is_not(None)).scalar_subquery()
+        values: dict[str, object] = {"status": status, "last_error": error}
+        if status == "sent":
+            values["sent_at"] = uow.clock.now()
+        await uow.conn.execute(update(outbox).where(o.id.in_(carried),
+                                                    o.status == "queued").values(**values))

@@ -87,7 +87,9 @@ class TelegramAdapter:
         self.app.add_handler(CallbackQueryHandler(self._on_button))
         self.app.add_error_handler(self._on_error)
         self.sender = TelegramSender(core.uow, self.app.bot, self.settings.delivery,
-                                     in_flight=SEND_CONNECTIONS)
+                                     in_flight=SEND_CONNECTIONS,
+                                     lease_seconds=self.settings.notify.lease_seconds,
+                                     marketing=self.settings.notify.marketing_in_flight)
         self.poll_timeout = poll_timeout
         self._failed: set[int] = set()
         self._side_calls: set[asyncio.Task[None]] = set()

@@ -6,8 +6,9 @@ worker per chat with something to send, and reports each outcome back:
 - pace: at most one message per ``delivery.per_chat_interval_ms`` to a chat and
   ``delivery.per_second`` in all (a token bucket shared by the workers);
 - 429 (``RetryAfter``): that chat waits ``retry_after`` seconds, the others keep going;
-- server errors and timeouts: retried with doubling backoff, ``delivery.max_attempts`` times, then
-  left for a later claim;
+- server errors and timeouts: retried with doubling backoff a few times, then the message goes
+  back to the queue for later (the delay doubling with each claim, up to five minutes) and is
+  dropped after ``delivery.max_attempts`` claims;
 - 403 (``Forbidden``: the user blocked the bot): the chat's identity is marked unreachable and
   what waits for it is dropped; 400 (``BadRequest``): that message is dropped and logged;
 - texts over 4,096 characters go as several messages (split at line breaks where possible; the
@@ -16,6 +17,12 @@ worker per chat with something to send, and reports each outcome back:
 
 Confirmations are written in batches; a crash before one is written means that message is sent
 again when its lease runs out (at-least-once).
+
+One process sends for the bot: the pace is kept in this process's memory, so the sender holds
+the ``telegram-sender`` lease (``core.leases``) while it claims and renews it as it goes; a
+second ``serve`` process waits and takes over if the first one stops. Marketing (priority 2) is
+claimed only while fewer than ``notify.marketing_in_flight`` marketing messages are held, so a
+broadcast to many chats never queues ahead of replies and reminders.
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from telegram.constants import ParseMode
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 from config.settings import DeliverySettings
-from core import delivery
+from core import delivery, leases
 from core.adapters.uow import UnitOfWorkFactory
 from core.delivery import Delivery
 
@@ -49,6 +56,7 @@ CHANNEL = "telegram"
 TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64
 CONTACT_REQUEST = "contact:request"
+LEASE = "telegram-sender"
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=10)
 
 
@@ -124,7 +132,7 @@ def seconds(value: int | float | timedelta) -> float:
 
 class TelegramSender:
     def __init__(self, uow: UnitOfWorkFactory, bot: Bot, settings: DeliverySettings, *,
-                 in_flight: int = 8) -> None:
+                 in_flight: int = 8, lease_seconds: int = 15, marketing: int = 30) -> None:
         self.uow = uow
         self.bot = bot
         self.settings = settings
@@ -142,6 +150,11 @@ class TelegramSender:
         self.flushed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.sent_count = 0
+        self.holder = leases.holder_id()
+        self.lease = timedelta(seconds=lease_seconds)
+        self.lease_renewed = 0.0  # monotonic time of the last renewal; 0: not held
+        self.marketing_cap = marketing
+        self.marketing_held = 0
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -167,10 +180,12 @@ class TelegramSender:
         if self._http is not None:
             await self._http.close()
         left = [d.id for queue in self.queues.values() for d in queue]
-        if left:
-            async with self.uow() as uow:
+        async with self.uow() as uow:
+            if left:
                 await delivery.release(uow, left)
-                await uow.commit()
+            if self.lease_renewed:
+                await leases.release(uow, LEASE, self.holder)
+            await uow.commit()
 
     def poke(self) -> None:
         """Something was queued: claim it now rather than at the next poll."""
@@ -178,17 +193,37 @@ class TelegramSender:
 
     # Claiming -------------------------------------------------------------------------------
 
+    async def _holds_lease(self) -> bool:
+        """Take or renew the sender's lease (a third of its length after the last renewal)."""
+        now = time.monotonic()
+        if self.lease_renewed and now - self.lease_renewed < self.lease.total_seconds() / 3:
+            return True
+        async with self.uow() as uow:
+            held = await leases.acquire(uow, LEASE, self.holder, self.lease)
+            await uow.commit()
+        if held and not self.lease_renewed:
+            log.info("this process now sends for the Telegram bot (%s)", self.holder)
+        self.lease_renewed = now if held else 0.0
+        return held
+
     async def _claim_forever(self) -> None:
         lease = timedelta(seconds=self.settings.lease_seconds)
         while True:
             try:
+                if not await self._holds_lease():
+                    await asyncio.sleep(self.lease.total_seconds() / 3)
+                    continue
                 async with self.uow() as uow:
-                    claimed = await delivery.claim(uow, CHANNEL, self.settings.batch, lease)
+                    claimed = await delivery.claim(
+                        uow, CHANNEL, self.settings.batch, lease,
+                        marketing=max(0, self.marketing_cap - self.marketing_held))
                     await uow.commit()
             except Exception:
                 log.exception("claiming telegram deliveries failed; retrying")
                 claimed = []
             for item in claimed:
+                if item.priority >= delivery.MARKETING:
+                    self.marketing_held += 1
                 self.queues.setdefault(item.chat_id, deque()).append(item)
                 if item.chat_id not in self.workers:
                     self.workers[item.chat_id] = asyncio.create_task(
@@ -211,14 +246,22 @@ class TelegramSender:
                 outcome = await self._send(item)
                 if outcome == "again":
                     continue  # ready_at was moved by the rate limit
-                queue.popleft()
+                self._done(queue.popleft())
                 if outcome == "blocked":
+                    for left in queue:
+                        self._done(left)
                     await self._unreachable(chat_id, queue)
                     break
         finally:
             if not queue:
                 self.queues.pop(chat_id, None)
             self.workers.pop(chat_id, None)
+
+    def _done(self, item: Delivery) -> None:
+        if item.priority >= delivery.MARKETING:
+            self.marketing_held -= 1
+            if self.marketing_held < self.marketing_cap // 2:
+                self.wakeup.set()  # room for more marketing
 
     async def _send(self, item: Delivery) -> str:
         """'sent', 'again' (wait and resend), 'dropped', 'later' or 'blocked'."""
@@ -250,7 +293,7 @@ class TelegramSender:
                 return "dropped"
             except (TimedOut, NetworkError) as exc:
                 failures += 1
-                if failures >= self.settings.max_attempts:
+                if failures >= min(3, self.settings.max_attempts):
                     await self._later(item, str(exc))
                     return "later"
                 await asyncio.sleep(self.settings.backoff_ms / 1000 * 2 ** (failures - 1))
@@ -313,7 +356,8 @@ class TelegramSender:
 
     async def _later(self, item: Delivery, error: str) -> None:
         async with self.uow() as uow:
-            at = uow.clock.now() + timedelta(seconds=min(300, 5 * item.attempts))
+            backoff = self.settings.backoff_ms / 1000 * 2 ** (item.attempts + 2)
+            at = uow.clock.now() + timedelta(seconds=min(300.0, backoff))
             if item.attempts >= self.settings.max_attempts:
                 await delivery.drop(uow, [item.id], f"gave up: {error}")
             else:

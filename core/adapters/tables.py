@@ -704,6 +704,10 @@ deliveries = Table(
     Column("sent_at", UtcDateTime, nullable=True),
     Column("external_id", String(64), nullable=True),  # the channel's message id once sent
     Column("last_error", Text, nullable=True),
+    # notifications (migration 0008): the notice a message carries, so its outcome reaches the
+    # outbox; priority 0 conversation, 1 notice, 2 marketing (claimed in that order)
+    Column("outbox_id", Id, nullable=True, index=True),
+    Column("priority", Integer, nullable=False, server_default="1"),
     Index("ix_deliveries_due", "channel", "status", "not_before"),
 )
 
@@ -716,4 +720,61 @@ faq_misses = Table(
     Column("best_score", Integer, nullable=True),
     Column("best_article", String(64), nullable=True),
     Column("at", UtcDateTime, nullable=False, index=True),
+)
+
+notification_preferences = Table(
+    # What a user chose about proactive messages (migration 0008). No row: the defaults
+    # (marketing on, updates on, the default quiet hours, the chat used last).
+    "notification_preferences",
+    metadata,
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("marketing_muted", Boolean, nullable=False, server_default=false()),
+    Column("updates_muted", Boolean, nullable=False, server_default=false()),
+    Column("quiet_hours", String(11), nullable=True),  # "22:00-07:00", "off"; NULL: default
+    Column("preferred_channel", String(16), nullable=True),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+broadcasts = Table(
+    # A manager's message to a segment of users (precision marketing, user care).
+    # status: draft -> scheduled -> sending -> sent; draft | scheduled -> cancelled
+    "broadcasts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("name", String(120), nullable=False),
+    Column("segment", Json, nullable=False),
+    Column("text_zh", Text, nullable=False),
+    Column("text_en", Text, nullable=False),
+    Column("buttons", Json, nullable=True),  # action ids from a fixed list
+    Column("status", String(16), nullable=False),
+    Column("created_by", Id, ForeignKey("staff.id"), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("send_at", UtcDateTime, nullable=True),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("audience", Integer, nullable=True),  # users the segment held when it went out
+    Index("ix_broadcasts_status_send_at", "status", "send_at"),
+)
+
+broadcast_recipients = Table(
+    # One row per user a broadcast went to; conversion = top-up or investment within the window.
+    "broadcast_recipients",
+    metadata,
+    Column("broadcast_id", Id, ForeignKey("broadcasts.id"), primary_key=True),
+    Column("user_id", Id, ForeignKey("users.id"), primary_key=True),
+    Column("outbox_id", Id, nullable=True),
+    Column("queued_at", UtcDateTime, nullable=False),
+    Column("converted_at", UtcDateTime, nullable=True),
+    Column("conversion", String(16), nullable=True),  # top_up | investment
+    Index("ix_broadcast_recipients_user", "user_id", "queued_at"),
+)
+
+leases = Table(
+    # Work only one process may do at a time (the Telegram sender, the SQLite dispatcher):
+    # held by ``holder`` until ``until``, renewed while it runs, taken over when it lapses.
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("until", UtcDateTime, nullable=False),
 )

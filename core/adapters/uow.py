@@ -60,13 +60,20 @@ class UnitOfWork:
         if lock is not None and not self.read_only and not self._lock_held:
             await lock.acquire()
             self._locked = True
+        conn = None
         try:
             conn = await self._factory.engine.connect()
             if self.read_only:
                 conn = await conn.execution_options(**{READ_ONLY: True})
             await conn.begin()
         except BaseException:
-            self._release()
+            # cancelled (a server stopping) or failed half-way: the connection goes back to
+            # the pool, not to the garbage collector
+            try:
+                if conn is not None:
+                    await conn.close()
+            finally:
+                self._release()
             raise
         self._conn = conn
         return self
@@ -78,9 +85,11 @@ class UnitOfWork:
         conn, self._conn = self._conn, None
         try:
             if conn is not None:
-                if conn.in_transaction():
-                    await conn.rollback()
-                await conn.close()
+                try:
+                    if conn.in_transaction():
+                        await conn.rollback()
+                finally:
+                    await conn.close()
             # Before the writer lock goes: a caller queued behind us must see these writes.
             await self._run_independent()
         finally:

@@ -352,3 +352,28 @@ class InvalidPromise(ServicingError):
     """``params['reason']``: date_in_past, date_too_far or amount."""
 
     code = "invalid_promise"
+
+
+# --- notifications -----------------------------------------------------------------------------
+
+
+class NotificationError(DomainError):
+    code = "notification_error"
+
+
+class InvalidQuietHours(NotificationError):
+    """Quiet hours are ``HH:MM-HH:MM`` (a window that may cross midnight) or ``off``."""
+
+    code = "invalid_quiet_hours"
+
+
+class UnknownChannel(NotificationError):
+    """A preferred channel the user has never written from."""
+
+    code = "unknown_channel"
+
+
+class InvalidBroadcast(NotificationError):
+    """``params['reason']``: name, text, too_long, button, segment, send_at or state."""
+
+    code = "invalid_broadcast"

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from bots.dialog.agents import AgentDesk
 from bots.dialog.engine import CONFIDENT
 from bots.dialog.notices import render_notice
-from bots.dialog.relay import relay_notices
+from bots.dialog.dispatcher import Dispatcher
 from core.adapters.tables import (
     bank_cards,
     bids,
@@ -44,7 +44,7 @@ JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00\xf
 async def relay(tg: Telegram) -> None:
     """The notice relay runs once and what it queued reaches the chats."""
     async with tg.core.uow() as uow:
-        await relay_notices(tg.engine, uow)
+        await Dispatcher(tg.engine).run_once(uow)
         await uow.commit()
     tg.adapter.sender.poke()
     await tg.idle()

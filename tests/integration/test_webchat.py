@@ -18,7 +18,7 @@ from bots.dialog.agents import AgentDesk
 from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
 from bots.dialog.notices import render_notice
-from bots.dialog.relay import relay_notices
+from bots.dialog.dispatcher import Dispatcher
 from bots.webchat.routes import WEBCHAT, setup_webchat
 from core import notify
 from core.adapters.tables import channel_identities, chat_messages, conversations, documents
@@ -534,7 +534,7 @@ async def test_a_notice_reaches_an_open_page_at_once_and_stays_in_the_history(si
     params = {"status": "verified"}
     async with site.core.uow() as uow:
         await notify.enqueue(uow, user_id, "kyc_result", params, "kyc-web-1")
-        assert await relay_notices(site.engine, uow) == 1
+        assert (await Dispatcher(site.engine).run_once(uow)).handed == 1
         await uow.commit()
     expected = render_notice(site.engine.catalog, "kyc_result", params, "en")
     pushed = await tab.frame()

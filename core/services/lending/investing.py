@@ -347,7 +347,8 @@ class Investing:
             if r.voucher_id:
                 events.append({"name": "promotion_used", "user_id": r.investor_id,
                                "props": {"voucher_id": r.voucher_id, "bid_id": bid_id}})
-            notices.append({"user_id": r.investor_id, "template": "bid_accepted",
+            notices.append({"user_id": r.investor_id,
+                            "template": "auto_invest_executed" if r.auto else "bid_accepted",
                             "params": {"loan_id": r.loan_id, "amount": str(r.amount.amount),
                                        "remaining": str(remaining.amount)},
                             "dedupe_key": f"bid_accepted:{bid_id}"})

@@ -22,6 +22,7 @@ from config.settings import CollectionStage, ServicingSettings
 from core import analytics, notify
 from core.adapters.sql import insert_ignore
 from core.adapters.tables import (
+    bids,
     collection_actions,
     installments,
     loans,
@@ -95,6 +96,7 @@ class Collections:
                 .values(penalty=bindparam("pen", type_=i.penalty.type),
                         penalty_through=bindparam("through"), status="overdue"), changes)
         overdue_ids = [k for k, v in worst.items() if v > 0]
+        await self._tell_investors(uow, overdue_ids, rows, today)
         still = set(overdue_ids)
         current = [loan_id for loan_id in (await uow.conn.execute(
             select(lo.id).where(lo.status == "overdue"))).scalars() if loan_id not in still]
@@ -107,6 +109,38 @@ class Collections:
                     dpd=bindparam("d"), status="overdue"),
                 [{"lid": k, "d": worst[k]} for k in overdue_ids])
         return len(overdue_ids)
+
+    async def _tell_investors(self, uow: UnitOfWork, overdue_ids: list[int], rows: list[Any],
+                              today: date) -> None:
+        """Investors hear when a loan they hold turns overdue (once per late installment)."""
+        lo, b = loans.c, bids.c
+        newly: list[int] = []
+        for part in _chunks(overdue_ids):
+            newly.extend((await uow.conn.execute(select(lo.id).where(
+                lo.id.in_(part), lo.status == "active"))).scalars())
+        if not newly:
+            return
+        newly_set = set(newly)
+        first_late: dict[int, Any] = {}
+        for r in rows:
+            late = r.loan_id in newly_set and days_past_due(r.due_date, today,
+                                                        self.settings.grace_days) > 0
+            if late and (r.loan_id not in first_late
+                         or r.period < first_late[r.loan_id].period):
+                first_late[r.loan_id] = r
+        notices = []
+        for part in _chunks(newly):
+            for bid in await uow.conn.execute(select(b.loan_id, b.investor_id).where(
+                    b.loan_id.in_(part), b.status == "active").distinct()):
+                late = first_late[bid.loan_id]
+                notices.append({
+                    "user_id": bid.investor_id, "template": "loan_overdue",
+                    "params": {"loan_id": bid.loan_id, "period": late.period,
+                               "due_date": late.due_date.isoformat(),
+                               "days_past_due": days_past_due(late.due_date, today,
+                                                              self.settings.grace_days)},
+                    "dedupe_key": f"loan_overdue:{bid.loan_id}:{late.period}:{bid.investor_id}"})
+        await notify.enqueue_many(uow, notices)
 
     # The plan -------------------------------------------------------------------------------
 
@@ -291,6 +325,24 @@ class Collections:
             await analytics.track(uow, "promise_kept" if kept else "promise_broken",
                                   user_id=r.borrower_id, props={"loan_id": r.loan_id})
         return counts
+
+    async def remind_promises(self, uow: UnitOfWork, today: date) -> int:
+        """On a promise's date, one reminder to the borrower (at the reminder hour, never in
+        quiet hours), unless the loan is no longer overdue."""
+        t, lo = servicing_tasks.c, loans.c
+        rows = (await uow.conn.execute(
+            select(t.id, t.loan_id, t.promise_date, t.promise_amount, lo.borrower_id)
+            .select_from(servicing_tasks.join(loans, lo.id == t.loan_id))
+            .where(t.promise_status == "pending", t.promise_date == today,
+                   lo.status == "overdue"))).all()
+        send_at = self._send_time(uow, today)
+        await notify.enqueue_many(uow, [
+            {"user_id": r.borrower_id, "template": "promise_to_pay_reminder",
+             "params": {"loan_id": r.loan_id, "date": r.promise_date.isoformat(),
+                        "amount": str(Money.rounded(r.promise_amount or 0,
+                                                    self.currency).amount)},
+             "dedupe_key": f"promise_reminder:{r.id}", "not_before": send_at} for r in rows])
+        return len(rows)
 
     async def log_outcome(self, uow: UnitOfWork, task_id: int, staff_id: int, outcome: str,
                           notes: str = "") -> None:

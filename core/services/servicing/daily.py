@@ -159,6 +159,7 @@ class DailyJob:
     async def _promises(self, day: date) -> dict[str, int]:
         async with self.uow() as uow:
             counts = await self.collections.settle_promises(uow, day)
+            counts["reminded"] = await self.collections.remind_promises(uow, day)
             await uow.commit()
         return counts
 
