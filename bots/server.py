@@ -30,6 +30,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
     app.router.add_get("/healthz", healthz)
     app.router.add_post("/callbacks/custody", custody_callback)
     if chat:
+        from bots.console.notices import setup_notices
         from bots.console.review import setup_review
         from bots.console.routes import setup_console
         from bots.web.auth import setup_auth
@@ -43,6 +44,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
             setup_auth(app, core)
             setup_console(app, core, channels.engine)
             setup_review(app, core)
+            setup_notices(app, core)
             setup_webchat(app, core, channels.engine)
         else:
             log.warning("no secret key: the web chat, the console and staff pages are off")

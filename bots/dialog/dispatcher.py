@@ -68,6 +68,11 @@ class Dispatcher:
         self.engine = engine
         self.core = engine.core
         self.notifications = engine.core.notifications
+        texts = engine.catalog.texts
+        missing = sorted(f"{locale}:{template}" for template in self.notifications.rules
+                         for locale in texts if f"notice_{template}" not in texts[locale])
+        if missing:
+            raise ValueError(f"notices without texts in the catalogs: {', '.join(missing)}")
 
     async def run_once(self, uow: UnitOfWork, limit: int | None = None) -> Pass:
         """Decide and hand over up to ``limit`` due notices, in ``uow``'s transaction."""

@@ -25,6 +25,7 @@ from bots.dialog.flows.base import Ctx
 from bots.dialog.flows.borrowing import ApplyFlow, LoansFlow, PromiseFlow, RepayFlow
 from bots.dialog.flows.investing import BrowseFlow, InvestFlow, PortfolioFlow, TopUpFlow
 from bots.dialog.flows.onboarding import CardFlow, KycFlow, RiskFlow
+from bots.dialog.flows.preferences import UNSUBSCRIBE_WORDS, NotificationsFlow
 from bots.dialog.flows.registration import RegistrationFlow
 from bots.dialog.i18n import Catalog, normalize_locale
 from bots.dialog.types import Button, Inbound, Reply
@@ -47,7 +48,7 @@ CONFIDENT = 70.0
 FLOWS = {flow.name: flow for flow in (
     RegistrationFlow(), KycFlow(), CardFlow(), RiskFlow(), TopUpFlow(), BrowseFlow(),
     InvestFlow(), PortfolioFlow(), WithdrawFlow(), StatementFlow(), AutoInvestFlow(),
-    FeedbackFlow(), ApplyFlow(), LoansFlow(), RepayFlow(), PromiseFlow())}
+    FeedbackFlow(), ApplyFlow(), LoansFlow(), RepayFlow(), PromiseFlow(), NotificationsFlow())}
 OPEN_TO_ALL = ("register", "feedback")  # flows a chat may use before registering
 ALIASES = {"menu:kyc": "flow:kyc", "bind_card": "flow:card", "kyc": "flow:kyc",
            "risk_questionnaire": "flow:risk", "invest": "flow:browse",
@@ -256,6 +257,13 @@ class DialogEngine:
             return [self._help(turn)]
         if command == "/language":
             return [self._switch_language(turn)]
+        if command in ("/notifications", "/settings") or lowered in UNSUBSCRIBE_WORDS:
+            if turn.user_id is None:
+                return await FLOWS["register"].start(self._ctx(uow, turn, inbound))
+            flow = FLOWS["notifications"]
+            if command is None:
+                return await flow.act(self._ctx(uow, turn, inbound), "notify:mute_marketing")
+            return await flow.start(self._ctx(uow, turn, inbound))
         if command == "/cancel" or lowered in ("取消", "cancel", "退出"):
             return [self._cancel(turn)]
         if command == "/human" or any(w in lowered for w in self.ask_words):
@@ -278,6 +286,10 @@ class DialogEngine:
         if action in ("menu:invest", "menu:borrow") and turn.user_id is None:
             role = "investor" if action == "menu:invest" else "borrower"
             return await FLOWS["register"].start(self._ctx(uow, turn, inbound), role=role)
+        if action.startswith("notify:"):
+            if turn.user_id is None:
+                return await FLOWS["register"].start(self._ctx(uow, turn, inbound))
+            return await FLOWS["notifications"].act(self._ctx(uow, turn, inbound), action)
         if action in MENU_FLOWS:
             return await FLOWS[MENU_FLOWS[action]].start(self._ctx(uow, turn, inbound))
         if action.startswith("flow:") and action[5:] in FLOWS:
@@ -355,6 +367,10 @@ class DialogEngine:
         actions = [a for a in article.actions if a != "talk_to_human"] + ["talk_to_human"]
         return Reply(article.answer_in(turn.locale),
                      tuple(self._button(turn, a) for a in actions))
+
+    async def answer(self, uow: UnitOfWork, turn: Turn, text: str) -> list[Reply]:
+        """A question typed outside any flow (a flow that gives the turn back calls this)."""
+        return await self._faq(uow, turn, text)
 
     async def _faq(self, uow: UnitOfWork, turn: Turn, text: str) -> list[Reply]:
         found = self.kb.match(text, turn.locale)

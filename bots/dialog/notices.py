@@ -61,6 +61,8 @@ BUTTONS: dict[str, ButtonSpec] = {
     "application_result:approved": MY_LOANS, "application_result": HUMAN,
     "promotion_granted": BROWSE, "referral_reward": STATEMENT,
     "security_card_bound": (("talk_to_human", "notice_button_not_you"),),
+    "auto_invest_executed": (*PORTFOLIO, ("flow:auto_invest", "action_auto_invest")),
+    "loan_overdue": PORTFOLIO, "promise_to_pay_reminder": REPAY,
 }
 
 

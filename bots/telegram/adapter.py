@@ -53,7 +53,7 @@ from core.bootstrap import Core
 
 log = logging.getLogger(__name__)
 PAYLOAD = re.compile(r"[A-Za-z0-9_-]{1,64}")
-COMMANDS = ("start", "help", "language", "cancel", "human")
+COMMANDS = ("start", "help", "language", "cancel", "human", "notifications")
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 SEND_CONNECTIONS = 8  # Bot API connections; the sender keeps at most this many sends in flight
 

@@ -155,6 +155,12 @@ class TelegramSender:
         self.lease_renewed = 0.0  # monotonic time of the last renewal; 0: not held
         self.marketing_cap = marketing
         self.marketing_held = 0
+        # what this process holds (claimed, not yet sent or given up): never claimed twice, its
+        # leases renewed while it waits its turn, and no more of it than the lease's worth
+        self.held: set[int] = set()
+        self.hold_limit = max(settings.batch, min(50_000, int(
+            settings.per_second * settings.lease_seconds / 2)))
+        self.leases_renewed = time.monotonic()
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -213,15 +219,21 @@ class TelegramSender:
                 if not await self._holds_lease():
                     await asyncio.sleep(self.lease.total_seconds() / 3)
                     continue
-                async with self.uow() as uow:
-                    claimed = await delivery.claim(
-                        uow, CHANNEL, self.settings.batch, lease,
-                        marketing=max(0, self.marketing_cap - self.marketing_held))
-                    await uow.commit()
+                room = min(self.settings.batch, self.hold_limit - len(self.held))
+                claimed = []
+                if room > 0:
+                    async with self.uow() as uow:
+                        claimed = await delivery.claim(
+                            uow, CHANNEL, room, lease,
+                            marketing=max(0, self.marketing_cap - self.marketing_held))
+                        await uow.commit()
             except Exception:
                 log.exception("claiming telegram deliveries failed; retrying")
                 claimed = []
             for item in claimed:
+                if item.id in self.held:
+                    continue  # ours already, waiting its turn (its lease had run out)
+                self.held.add(item.id)
                 if item.priority >= delivery.MARKETING:
                     self.marketing_held += 1
                 self.queues.setdefault(item.chat_id, deque()).append(item)
@@ -246,7 +258,7 @@ class TelegramSender:
                 outcome = await self._send(item)
                 if outcome == "again":
                     continue  # ready_at was moved by the rate limit
-                self._done(queue.popleft())
+                self._done(queue.popleft(), confirming=outcome == "sent")
                 if outcome == "blocked":
                     for left in queue:
                         self._done(left)
@@ -257,7 +269,11 @@ class TelegramSender:
                 self.queues.pop(chat_id, None)
             self.workers.pop(chat_id, None)
 
-    def _done(self, item: Delivery) -> None:
+    def _done(self, item: Delivery, *, confirming: bool = False) -> None:
+        """The item left its chat's queue; a sent one stays held until its confirmation is
+        written, so no claim can take it in between."""
+        if not confirming:
+            self.held.discard(item.id)
         if item.priority >= delivery.MARKETING:
             self.marketing_held -= 1
             if self.marketing_held < self.marketing_cap // 2:
@@ -371,8 +387,20 @@ class TelegramSender:
             await asyncio.sleep(0.05)
             try:
                 await self._write_confirmations()
+                if time.monotonic() - self.leases_renewed > self.settings.lease_seconds / 3:
+                    await self._renew_leases()
             except Exception:
                 log.exception("writing telegram confirmations failed; retrying")
+
+    async def _renew_leases(self) -> None:
+        """Messages still waiting in this process (a slow chat, a long backlog) keep their
+        lease, so no claim, ours or another process's, takes them while we hold them."""
+        self.leases_renewed = time.monotonic()
+        if self.held:
+            async with self.uow() as uow:
+                await delivery.extend(uow, list(self.held),
+                                      timedelta(seconds=self.settings.lease_seconds))
+                await uow.commit()
 
     async def _write_confirmations(self) -> None:
         if not self.confirmed:
@@ -385,6 +413,7 @@ class TelegramSender:
         except BaseException:
             self.confirmed = batch + self.confirmed
             raise
+        self.held.difference_update(n for n, _ in batch)
 
     @property
     def idle(self) -> bool:

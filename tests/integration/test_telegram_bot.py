@@ -170,7 +170,7 @@ async def test_commands_are_set_in_both_languages(core, tmp_path):
         for language, locale in (("zh", "zh-CN"), ("en", "en")):
             commands = tg.server.commands({"type": "default"}, language)
             assert [c["command"] for c in commands] == ["start", "help", "language", "cancel",
-                                                        "human"]
+                                                        "human", "notifications"]
             assert commands[4]["description"] == tg.engine.catalog.text(locale,
                                                                         "command_human")
 

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from bots.dialog.agents import AgentDesk
+from bots.dialog.dispatcher import Dispatcher
 from bots.dialog.engine import CONFIDENT
 from bots.dialog.notices import render_notice
-from bots.dialog.dispatcher import Dispatcher
 from core.adapters.tables import (
     bank_cards,
     bids,

@@ -15,10 +15,10 @@ from aiohttp import WSMsgType, web
 from sqlalchemy import func, select
 
 from bots.dialog.agents import AgentDesk
+from bots.dialog.dispatcher import Dispatcher
 from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
 from bots.dialog.notices import render_notice
-from bots.dialog.dispatcher import Dispatcher
 from bots.webchat.routes import WEBCHAT, setup_webchat
 from core import notify
 from core.adapters.tables import channel_identities, chat_messages, conversations, documents

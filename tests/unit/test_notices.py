@@ -7,6 +7,7 @@ import pytest
 from bots.dialog.i18n import LOCALES, Catalog
 from bots.dialog.notices import render_notice
 from config.settings import ServicingSettings
+from core.services.notifications import load_rules
 
 ROOT = Path(__file__).resolve().parents[2]
 CJK = re.compile(r"[\u3400-\u9fff\u3000-\u303f\uff00-\uffef]")
@@ -33,13 +34,16 @@ def _templates_in_core() -> set[str]:
 def _names(node: ast.expr) -> set[str]:
     if isinstance(node, ast.Constant) and isinstance(node.value, str):
         return {node.value}
+    if isinstance(node, ast.IfExp):
+        return _names(node.body) | _names(node.orelse)
     if isinstance(node, ast.JoinedStr):
         pattern = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
         return {pattern.format(kind) for kind in PAYMENT_KINDS}
     return set()  # e.g. stage.template: covered by the collections plan
 
 
-TEMPLATES = sorted(_templates_in_core())
+# a broadcast's text is the manager's, put in by the dispatcher (tests/integration/...notify)
+TEMPLATES = sorted(_templates_in_core() - {"broadcast"})
 
 FULL_PARAMS = {
     "loan_id": 42, "period": 3, "due_date": "2024-05-20", "amount": "100.00",
@@ -63,7 +67,20 @@ def _actions(reply) -> list[str]:
 
 def test_core_uses_the_known_notice_templates() -> None:
     assert {"kyc_result", "top_up_result", "withdrawal_result", "repayment_reminder",
-            "overdue_formal_notice", "loan_disbursed"} <= set(TEMPLATES)
+            "overdue_formal_notice", "loan_disbursed", "auto_invest_executed", "loan_overdue",
+            "promise_to_pay_reminder"} <= set(TEMPLATES)
+
+
+def test_every_template_core_enqueues_has_a_dispatch_rule_and_no_rule_is_orphaned() -> None:
+    rules = load_rules()
+    assert _templates_in_core() == set(rules)
+    assert not any(rules[t].urgent for t in rules if rules[t].group == "collections")
+    # what the contract or the law requires cannot be muted
+    for template in ("repayment_reminder", "overdue_formal_notice", "security_card_bound",
+                     "listing_cancelled", "loan_overdue", "kyc_result", "loan_written_off"):
+        assert rules[template].required, template
+    assert rules["broadcast"].mute == "marketing" and rules["repayment_received"].mute == \
+        "updates"
 
 
 @pytest.mark.parametrize("locale", LOCALES)
