@@ -179,7 +179,7 @@ async def test_a_valid_broadcast_is_listed_as_a_draft_and_one_with_a_time_as_sch
         app, core, client):
     member, csrf = await manager(app, core, client)
     saved = await client.post("/review/broadcasts", allow_redirects=False, data=broadcast_form(
-        csrf, buttons=["flow:top_up", "flow:browse"], risk_levels=["R2", "R3"], tiers="0",
+        csrf, buttons=["flow:top_up", "flow:browse"], risk_levels=["C2", "C3"], tiers="0",
         min_idle_balance="500", no_first_investment="on"))
     assert saved.status == 303
     assert saved.headers["Location"] == "/review/broadcasts?notice=created"
@@ -190,7 +190,7 @@ async def test_a_valid_broadcast_is_listed_as_a_draft_and_one_with_a_time_as_sch
     draft, scheduled = await rows_of(core, broadcasts)
     assert (draft.status, draft.created_by, draft.buttons) == (
         "draft", member.id, ["flow:top_up", "flow:browse"])
-    assert draft.segment["risk_levels"] == ["R2", "R3"] and draft.segment["tiers"] == [0]
+    assert draft.segment["risk_levels"] == ["C2", "C3"] and draft.segment["tiers"] == [0]
     assert draft.segment["min_idle_balance"] == "500" and draft.segment["no_first_investment"]
     assert scheduled.status == "scheduled"  # 10:00 in Shanghai is 02:00 UTC
     assert scheduled.send_at == datetime(2026, 3, 3, 2, 0, tzinfo=UTC)
