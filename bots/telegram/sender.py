@@ -16,8 +16,8 @@ worker per chat with something to send, and reports each outcome back:
   buttons go under the last part); every text is HTML-escaped and sent with ``parse_mode=HTML``,
   so what users typed (echoed in summaries, agent messages) shows as typed.
 
-Confirmations are written in batches; a crash before one is written means that message is sent
-again when its lease runs out (at-least-once).
+Confirmations are written in small batches, about 20 ms after the send; a crash before one is
+written means that message is sent again when its lease runs out (at-least-once).
 
 One process sends for the bot: the pace is kept in this process's memory, so the sender holds
 the ``telegram-sender`` lease (``core.leases``) while it claims and renews it as it goes; a
@@ -53,6 +53,7 @@ TEXT_LIMIT = 4096
 CALLBACK_LIMIT = 64
 CONTACT_REQUEST = "contact:request"
 LEASE = "telegram-sender"
+CONFIRM_EVERY = 0.02  # seconds between confirmation transactions, at most
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=10)
 
 
@@ -148,6 +149,7 @@ class TelegramSender:
         self.ready_at: dict[str, float] = {}
         self.confirmed: list[tuple[int, str | None]] = []
         self.wakeup = asyncio.Event()
+        self.confirm_wanted = asyncio.Event()
         self.flushed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.sent_count = 0
@@ -321,6 +323,7 @@ class TelegramSender:
             self.ready_at[item.chat_id] = time.monotonic() + self.interval
             if last:
                 self.confirmed.append((item.id, message_id))
+                self.confirm_wanted.set()
                 self.sent_count += 1
         return "sent"
 
@@ -387,8 +390,14 @@ class TelegramSender:
     # Confirmations --------------------------------------------------------------------------
 
     async def _confirm_forever(self) -> None:
+        """Confirmations are written as soon as there are some, at most one transaction per
+        ``CONFIRM_EVERY`` (what arrives meanwhile joins the next one): what Telegram accepted
+        but we have not yet written down - all a crash could send twice - stays small."""
         while True:
-            await asyncio.sleep(0.05)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.confirm_wanted.wait(), 1.0)
+            self.confirm_wanted.clear()
+            await asyncio.sleep(CONFIRM_EVERY)
             try:
                 await self._write_confirmations()
                 if time.monotonic() - self.leases_renewed > self.settings.lease_seconds / 3:
