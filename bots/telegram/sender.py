@@ -4,8 +4,7 @@ The sender claims due messages (``core.delivery.claim``), keeps one queue per ch
 worker per chat with something to send, and reports each outcome back:
 
 - pace: at most one message per ``delivery.per_chat_interval_ms`` to a chat and
-  ``delivery.per_second`` in any one-second window in all (``SendWindow``, shared by the
-  workers);
+  ``delivery.per_second`` in all, spread evenly (``SendPace``, shared by the workers);
 - 429 (``RetryAfter``): that chat waits ``retry_after`` seconds, the others keep going;
 - server errors and timeouts: retried with doubling backoff a few times, then the message goes
   back to the queue for later (the delay doubling with each claim, up to five minutes) and is
@@ -54,33 +53,30 @@ CALLBACK_LIMIT = 64
 CONTACT_REQUEST = "contact:request"
 LEASE = "telegram-sender"
 CONFIRM_EVERY = 0.02  # seconds between confirmation transactions, at most
+STOP_WAIT = 15.0  # seconds a stopping sender waits for the answers to requests it sent
 SEND_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, sock_read=10)
 
 
-class SendWindow:
-    """At most ``rate`` sends in any one-second window (for a rate below one, one send per
-    ``1 / rate`` seconds): the times of the last sends are kept, and a send waits until the
-    oldest of them leaves the window. Unlike a token bucket it never lets a saved-up burst
-    through after a pause, so Telegram's overall limit holds by construction."""
+class SendPace:
+    """Sends spread evenly: one every ``MARGIN / rate`` seconds, never faster, and time lost
+    to a busy event loop is not caught up with a burst. So no one-second window, here or where
+    Telegram receives them, holds more than ``rate`` messages (the margin absorbs the network's
+    and the event loop's jitter), and a crash finds few messages between send and confirm."""
 
-    MARGIN = 1.02  # for the network's and the event loop's jitter between us and Telegram
+    MARGIN = 1.03
 
     def __init__(self, rate: float) -> None:
-        self.capacity = max(1, int(rate))
-        self.window = self.capacity / rate * self.MARGIN
-        self.sends: deque[float] = deque()
+        self.interval = self.MARGIN / rate
+        self.next_at = 0.0
         self.lock = asyncio.Lock()
 
     async def take(self) -> None:
         async with self.lock:
-            while True:
+            now = time.monotonic()
+            if self.next_at - now > 0.0005:  # below that, the timer is coarser than the wait
+                await asyncio.sleep(self.next_at - now)
                 now = time.monotonic()
-                while self.sends and now - self.sends[0] >= self.window:
-                    self.sends.popleft()
-                if len(self.sends) < self.capacity:
-                    self.sends.append(now)
-                    return
-                await asyncio.sleep(self.sends[0] + self.window - now)
+            self.next_at = max(now, self.next_at) + self.interval
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -139,7 +135,7 @@ class TelegramSender:
         self.bot = bot
         self.settings = settings
         self.interval = settings.per_chat_interval_ms / 1000
-        self.pace = SendWindow(settings.per_second)
+        self.pace = SendPace(settings.per_second)
         # sends waiting on the HTTP pool cost CPU for nothing: at most as many as connections
         self.in_flight = asyncio.Semaphore(in_flight)
         self.in_flight_limit = in_flight
@@ -164,6 +160,8 @@ class TelegramSender:
         self.hold_limit = max(settings.batch, min(50_000, int(
             settings.per_second * settings.lease_seconds / 2)))
         self.leases_renewed = time.monotonic()
+        self.stopping = False
+        self.on_wire: set[asyncio.Task[Any]] = set()  # workers whose request was sent
 
     # Life cycle -----------------------------------------------------------------------------
 
@@ -172,14 +170,23 @@ class TelegramSender:
                        asyncio.create_task(self._confirm_forever(), name="telegram-confirms")]
 
     async def stop(self) -> None:
-        """Stop claiming, let the workers finish what they hold, write the confirmations, and
-        hand back what could not be sent so another process (or the next start) sends it."""
+        """Stop claiming and sending; let the requests already on the wire get their answers
+        (at most ``STOP_WAIT`` seconds), write the confirmations, and hand back what was not
+        sent so another process (or the next start) sends it. A message Telegram has is never
+        handed back: the next sender would send it again."""
+        self.stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         workers = list(self.workers.values())
+        for task in workers:
+            if task not in self.on_wire:
+                task.cancel()  # waiting for its turn: nothing of it was sent
+        on_wire = [task for task in workers if task in self.on_wire]
+        if on_wire:
+            await asyncio.wait(on_wire, timeout=STOP_WAIT)
         for task in workers:
             task.cancel()
         for task in workers:
@@ -253,12 +260,14 @@ class TelegramSender:
     async def _work(self, chat_id: str) -> None:
         queue = self.queues[chat_id]
         try:
-            while queue:
+            while queue and not self.stopping:
                 item = queue[0]
                 wait = self.ready_at.get(chat_id, 0.0) - time.monotonic()
                 if wait > 0:
                     await asyncio.sleep(wait)
                 outcome = await self._send(item)
+                if outcome == "stopped":
+                    break  # not sent: handed back by stop()
                 if outcome == "again":
                     continue  # ready_at was moved by the rate limit
                 self._done(queue.popleft(), confirming=outcome == "sent")
@@ -283,7 +292,8 @@ class TelegramSender:
                 self.wakeup.set()  # room for more marketing
 
     async def _send(self, item: Delivery) -> str:
-        """'sent', 'again' (wait and resend), 'dropped', 'later' or 'blocked'."""
+        """'sent', 'again' (wait and resend), 'dropped', 'later', 'blocked' or 'stopped'
+        (the sender is stopping and nothing of the message was sent)."""
         parts = split_text(html.escape(item.text, quote=False))
         failures = 0
         done = 0
@@ -294,8 +304,17 @@ class TelegramSender:
                 # moment the request leaves, not a moment before a wait for a connection
                 async with self.in_flight:
                     await self.pace.take()
-                    message_id = await self._send_message(
-                        item.chat_id, parts[done], keyboard(item.buttons) if last else None)
+                    if self.stopping and not done:
+                        return "stopped"
+                    worker = asyncio.current_task()
+                    assert worker is not None
+                    self.on_wire.add(worker)  # no await since the check: stop() sees it
+                    try:
+                        message_id = await self._send_message(
+                            item.chat_id, parts[done],
+                            keyboard(item.buttons) if last else None)
+                    finally:
+                        self.on_wire.discard(worker)
             except RetryAfter as exc:
                 self.ready_at[item.chat_id] = time.monotonic() + seconds(exc.retry_after)
                 if done:  # the parts already sent stay sent; resend only the rest
