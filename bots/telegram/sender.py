@@ -58,12 +58,13 @@ SEND_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=10, sock_connect=5, soc
 
 
 class SendPace:
-    """Sends spread evenly: one every ``MARGIN / rate`` seconds, never faster, and time lost
-    to a busy event loop is not caught up with a burst. So no one-second window, here or where
-    Telegram receives them, holds more than ``rate`` messages (the margin absorbs the network's
-    and the event loop's jitter), and a crash finds few messages between send and confirm."""
+    """Sends spread evenly: one every ``MARGIN / rate`` seconds; a slot's small delay does not
+    move the next one, and time lost to a pause is not caught up with a burst. So no one-second
+    window, here or where Telegram receives them, holds more than ``rate`` messages (the margin
+    absorbs the network's and the event loop's jitter), and a crash finds few messages between
+    send and confirm."""
 
-    MARGIN = 1.03
+    MARGIN = 1.02
 
     def __init__(self, rate: float) -> None:
         self.interval = self.MARGIN / rate
@@ -76,7 +77,10 @@ class SendPace:
             if self.next_at - now > 0.0005:  # below that, the timer is coarser than the wait
                 await asyncio.sleep(self.next_at - now)
                 now = time.monotonic()
-            self.next_at = max(now, self.next_at) + self.interval
+            # the next slot counts from this one's planned time when we woke a little late (a
+            # timer's or a busy loop's slip is not lost), from now after a pause (no burst)
+            late = now - self.next_at
+            self.next_at = (self.next_at if late < self.interval / 2 else now) + self.interval
 
 
 def split_text(text: str, limit: int = TEXT_LIMIT) -> list[str]:
@@ -274,7 +278,8 @@ class TelegramSender:
                 if outcome == "blocked":
                     for left in queue:
                         self._done(left)
-                    await self._unreachable(chat_id, queue)
+                    # shielded: a stopping sender must not cut this transaction in half
+                    await asyncio.shield(self._unreachable(chat_id, queue))
                     break
         finally:
             if not queue:
@@ -329,12 +334,12 @@ class TelegramSender:
             except BadRequest as exc:
                 log.error("telegram refused delivery %s to chat %s: %s", item.id, item.chat_id,
                           exc)
-                await self._drop([item.id], f"bad request: {exc}")
+                await asyncio.shield(self._drop([item.id], f"bad request: {exc}"))
                 return "dropped"
             except (TimedOut, NetworkError) as exc:
                 failures += 1
                 if failures >= min(3, self.settings.max_attempts):
-                    await self._later(item, str(exc))
+                    await asyncio.shield(self._later(item, str(exc)))
                     return "later"
                 await asyncio.sleep(self.settings.backoff_ms / 1000 * 2 ** (failures - 1))
                 continue
