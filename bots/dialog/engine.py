@@ -430,6 +430,10 @@ class DialogEngine:
             turn.mode = "queued"
             await uow.conn.execute(update(conversations).where(c.id == turn.id).values(
                 handover_reason=reason, priority=priority, queued_at=uow.clock.now()))
+            # kept for the support figures: resolving clears the reason and the queue time
+            await analytics.track(uow, "support_handover", user_id=turn.user_id,
+                                  channel=turn.identity.channel if turn.identity else None,
+                                  props={"conversation_id": turn.id, "reason": reason})
         else:
             await uow.conn.execute(update(conversations).where(
                 c.id == turn.id, c.priority < priority).values(handover_reason=reason,
