@@ -89,6 +89,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.engine import make_url
 
 from bench.dialog import group_own_time, print_top_functions
+from bench.flash_sale import remove_sqlite_file
+from bench.telegram import ApiProcess as _HookedProcess
 from bots.dialog.dispatcher import Dispatcher
 from bots.dialog.engine import DialogEngine
 from bots.dialog.i18n import Catalog
@@ -115,7 +117,7 @@ CHUNK = 5_000  # rows per statement when seeding
 
 # The Bot API server, in a process of its own ---------------------------------------------------
 
-class ApiProcess:
+class ApiProcess(_HookedProcess):
     """The shipped local Bot API server (``python -m bots.telegram.local_api``) in a process of
     its own, for one bot token; read through its ``/_test/`` hooks, its CPU time from
     ``/proc/<pid>/stat``."""
@@ -140,21 +142,6 @@ class ApiProcess:
             if self.process.returncode is not None or time.monotonic() > deadline:
                 raise RuntimeError("the Bot API server process did not start")
             await asyncio.sleep(0.05)
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        if self.session is not None:
-            await self.session.close()
-        if self.process is not None and self.process.returncode is None:
-            self.process.terminate()
-            await self.process.wait()
-
-    async def hook(self, name: str, **kwargs: Any) -> Any:
-        assert self.session is not None
-        async with self.session.post(f"{self.url}/_test/{name}", json=kwargs) as response:
-            body = await response.json()
-        if not body["ok"]:
-            raise RuntimeError(f"test hook {name}: {body.get('description')}")
-        return body["result"]
 
     def cpu(self) -> float:
         """Seconds of CPU the server process has used (user and system)."""
@@ -270,11 +257,6 @@ class Store:
                 await conn.execute(text(statement))
         finally:
             await engine.dispose()
-
-
-def remove_sqlite_file(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def seed_users(count: int) -> Callable[[Core], Awaitable[None]]:
