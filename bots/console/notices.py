@@ -22,8 +22,6 @@ out or was cancelled) and changes nothing; ``Accept: application/json`` gets JSO
 
 from __future__ import annotations
 
-import functools
-import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,6 +29,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
+from bots.console.common import json_reply, local_minutes, wants_json
 from bots.web.auth import MANAGER_ROLES, STAFF_MEMBER, Handler, render, require
 from core.bootstrap import Core
 from core.domain.errors import DomainError
@@ -89,7 +88,7 @@ def _views(build: Builder, template: str) -> tuple[Handler, Handler]:
     @require(*MANAGER_ROLES)
     async def api(request: web.Request) -> web.StreamResponse:
         """The view as JSON."""
-        return _json(await build(request))
+        return json_reply(await build(request))
 
     return page, api
 
@@ -101,31 +100,21 @@ def _core(request: web.Request) -> Core:
     return request.app[NOTICES_CORE]
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status,
-                             dumps=functools.partial(json.dumps, default=str))
 
-
-def _wants_json(request: web.Request) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
-
-
-def _when(core: Core, moment: datetime | None) -> str | None:
-    return None if moment is None else core.clock.local(moment).isoformat(timespec="minutes")
 
 
 def _done(request: web.Request, notice: str, **payload: Any) -> web.Response:
     """The change is made: back to the broadcasts with a notice (or JSON)."""
-    if _wants_json(request):
-        return _json({"ok": True, "notice": notice, **payload})
+    if wants_json(request):
+        return json_reply({"ok": True, "notice": notice, **payload})
     raise web.HTTPSeeOther(f"/review/broadcasts?{urlencode({'notice': notice})}")
 
 
 async def _refuse(request: web.Request, status: int, code: str, message: str,
                   form: dict[str, Any] | None = None) -> web.StreamResponse:
     """The change is refused: the broadcasts page again with ``message`` (or JSON)."""
-    if _wants_json(request):
-        return _json({"error": code, "message": message}, status=status)
+    if wants_json(request):
+        return json_reply({"error": code, "message": message}, status=status)
     return render(request, BROADCASTS_PAGE, status=status, **await _broadcasts(request),
                   error=message, notice=None, form=form or {}, audience=None)
 
@@ -153,14 +142,14 @@ async def _notices(request: web.Request) -> dict[str, Any]:
     return {
         "filters": {"since": since_key},
         "choices": {"since": [(key, label) for key, (label, _) in SINCE.items()]},
-        "since": _when(core, since),
+        "since": local_minutes(core, since),
         "statuses": list(totals),
         "totals": totals,
         "rows": _by_template(core, summary),
         "failures": [{"id": f["id"], "user_id": f["user_id"], "template": f["template"],
                       "channel": f["channel"] or "-",
                       "error": (f["last_error"] or "")[:ERROR_CHARS],
-                      "written": _when(core, f["created_at"])} for f in failures],
+                      "written": local_minutes(core, f["created_at"])} for f in failures],
     }
 
 
@@ -175,7 +164,7 @@ def _by_template(core: Core, summary: list[dict[str, Any]]) -> list[dict[str, An
         row["counts"][entry["status"]] = entry["count"]
         row["total"] += entry["count"]
         if entry["next_at"] is not None:
-            row["deferred_until"] = _when(core, entry["next_at"])
+            row["deferred_until"] = local_minutes(core, entry["next_at"])
     return list(rows.values())
 
 
@@ -190,8 +179,9 @@ async def _broadcasts(request: web.Request) -> dict[str, Any]:
         "items": [{
             "id": b["id"], "name": b["name"], "status": b["status"], "segment": b["segment"],
             "buttons": b["buttons"] or [], "text_zh": b["text_zh"], "text_en": b["text_en"],
-            "created_by": b["created_by"], "created": _when(core, b["created_at"]),
-            "send_at": _when(core, b["send_at"]), "finished": _when(core, b["finished_at"]),
+            "created_by": b["created_by"], "created": local_minutes(core, b["created_at"]),
+            "send_at": local_minutes(core, b["send_at"]),
+            "finished": local_minutes(core, b["finished_at"]),
             "audience": b["audience"], "reach": b["reach"], "sent": b["sent"],
             "failed": b["failed"], "muted": b["muted"], "waiting": b["waiting"],
             "converted": b["converted"], "converted_top_up": b["converted_top_up"],
@@ -271,8 +261,8 @@ async def preview(request: web.Request) -> web.StreamResponse:
         return await _refuse_domain(request, exc, form)
     async with core.uow(read_only=True) as uow:
         audience = len(await core.broadcasts.audience(uow, segment))
-    if _wants_json(request):
-        return _json({"ok": True, "audience": audience})
+    if wants_json(request):
+        return json_reply({"ok": True, "audience": audience})
     return render(request, BROADCASTS_PAGE, **await _broadcasts(request), error=None,
                   notice=None, form=form, audience=audience)
 

@@ -19,9 +19,8 @@ request that accepts ``application/json`` gets ``{"ok": true, ...}`` or ``{"erro
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import urlencode
@@ -29,6 +28,7 @@ from urllib.parse import urlencode
 from aiohttp import web
 from sqlalchemy import String, and_, cast, exists, or_, select
 
+from bots.console.common import json_reply, local_minutes, wants_json
 from bots.web.auth import MANAGER_ROLES, STAFF_MEMBER, Handler, render, require
 from core.adapters.tables import (
     audit_log,
@@ -101,7 +101,7 @@ def _views(build: Builder, template: str) -> tuple[Handler, Handler]:
     @require(*MANAGER_ROLES)
     async def api(request: web.Request) -> web.StreamResponse:
         """The queue as JSON."""
-        return _json(await build(request))
+        return json_reply(await build(request))
 
     return page, api
 
@@ -123,13 +123,6 @@ def _id(request: web.Request) -> int:
     return int(request.match_info["id"])
 
 
-def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(data, status=status,
-                             dumps=functools.partial(json.dumps, default=str))
-
-
-def _wants_json(request: web.Request) -> bool:
-    return "application/json" in request.headers.get("Accept", "")
 
 
 def _choice(request: web.Request, name: str, allowed: tuple[str, ...]) -> str:
@@ -144,9 +137,6 @@ def _number(text: str | None, default: int | None = None) -> int | None:
     except ValueError:
         return default
 
-
-def _when(core: Core, moment: datetime | None) -> str | None:
-    return None if moment is None else core.clock.local(moment).isoformat(timespec="minutes")
 
 
 def _money(core: Core, value: Decimal | None) -> Decimal | None:
@@ -184,16 +174,16 @@ async def _paged(request: web.Request, uow: UnitOfWork, query: Any, path: str
 def _done(request: web.Request, path: str, notice: str, *, query: dict[str, str] | None = None,
           **payload: Any) -> web.Response:
     """The decision is made: back to ``path`` with a notice (or JSON)."""
-    if _wants_json(request):
-        return _json({"ok": True, "notice": notice, **payload})
+    if wants_json(request):
+        return json_reply({"ok": True, "notice": notice, **payload})
     raise web.HTTPSeeOther(f"{path}?{urlencode({**(query or {}), 'notice': notice})}")
 
 
 async def _refuse(request: web.Request, build: Builder, template: str, status: int, code: str,
                   message: str, **form: Any) -> web.StreamResponse:
     """The decision is refused: the page again with ``message`` (or JSON)."""
-    if _wants_json(request):
-        return _json({"error": code, "message": message}, status=status)
+    if wants_json(request):
+        return json_reply({"error": code, "message": message}, status=status)
     return render(request, template, status=status, **await build(request), error=message,
                   notice=None, form=form)
 
@@ -232,7 +222,7 @@ async def _applications(request: web.Request) -> dict[str, Any]:
                    "score": r.score, "risk_level": r.risk_level, "reason": r.reason,
                    "annual_rate_pct": None if r.annual_rate is None else _percent(r.annual_rate),
                    "applicant": {"name": r.name_masked, "phone": r.phone_masked},
-                   "submitted": _when(core, r.created_at)} for r in rows],
+                   "submitted": local_minutes(core, r.created_at)} for r in rows],
         **paging,
     }
 
@@ -281,9 +271,10 @@ async def _application(request: web.Request) -> dict[str, Any]:
                                             "documents")} | {"secured": bool(
                                                 facts.get("collateral"))},
         "score_factors": facts.get("score_reasons") or [],  # when the application kept them
-        "notes": [{"text": x.note, "by": x.display_name, "at": _when(core, x.at)}
+        "notes": [{"text": x.note, "by": x.display_name, "at": local_minutes(core, x.at)}
                   for x in notes],
-        "submitted": _when(core, row.created_at), "decided": _when(core, row.decided_at),
+        "submitted": local_minutes(core, row.created_at),
+        "decided": local_minutes(core, row.decided_at),
         "decided_by": row.decided_by_name, "loan_id": loan_id,
         "annual_rate_pct": None if row.annual_rate is None else _percent(row.annual_rate),
         "suggested_rate_pct": suggested, "rate_cap_pct": _percent(policy.annual_rate_cap),
@@ -405,9 +396,9 @@ async def _kyc(request: web.Request, show: str | None = None) -> dict[str, Any]:
         "items": [{"id": r.id, "user_id": r.user_id, "name": r.name_masked,
                    "document": r.id_masked, "id_type": r.id_type, "phone": r.phone_masked,
                    "status": r.status, "reason": r.reason, "attempts": r.attempts,
-                   "submitted": _when(core, r.submitted_at),
-                   "next_check": _when(core, r.next_check_at),
-                   "decided": _when(core, r.decided_at),
+                   "submitted": local_minutes(core, r.submitted_at),
+                   "next_check": local_minutes(core, r.next_check_at),
+                   "decided": local_minutes(core, r.decided_at),
                    "open_flags": sorted(flagged.get(r.user_id, []))} for r in rows],
         **paging,
     }
@@ -447,14 +438,14 @@ async def _flags(request: web.Request, kinds: tuple[str, ...], path: str,
                        a.subject_id.in_([str(r.id) for r in rows])).order_by(a.at, a.id)):
             trail.setdefault(t.subject_id, []).append({
                 "action": t.action.removeprefix("risk_flag_"), "by": t.display_name,
-                "at": _when(core, t.at), "note": (t.details or {}).get("note")})
+                "at": local_minutes(core, t.at), "note": (t.details or {}).get("note")})
     return {
         "filters": {"kind": kind, "status": status, "user": user_id},
         "choices": {"kind": kinds, "status": statuses},
         "items": [{"id": r.id, "kind": r.kind, "user_id": r.user_id, "status": r.status,
                    "escalated": bool(r.escalated), "name": r.name_masked,
-                   "phone": r.phone_masked, "raised": _when(core, r.created_at),
-                   "reviewed": _when(core, r.reviewed_at),
+                   "phone": r.phone_masked, "raised": local_minutes(core, r.created_at),
+                   "reviewed": local_minutes(core, r.reviewed_at),
                    "details": {k: v for k, v in (r.details or {}).items() if k in FLAG_DETAILS},
                    "trail": trail.get(str(r.id), [])} for r in rows],
         **paging,
@@ -549,7 +540,7 @@ async def _collections(request: web.Request) -> dict[str, Any]:
                    "promise": None if r.promise_date is None else {
                        "date": r.promise_date, "amount": _money(core, r.promise_amount),
                        "status": r.promise_status},
-                   "assigned": r.assigned, "created": _when(core, r.created_at)}
+                   "assigned": r.assigned, "created": local_minutes(core, r.created_at)}
                   for r in rows],
         "promise_dates": {"min": today, "max": today + timedelta(days=30)},
         **paging,
