@@ -390,3 +390,20 @@ async def test_a_double_tap_inside_one_desk_batch_keeps_the_batch_together(core)
     assert results[1].bid_id == results[0].bid_id
     assert core.bid_desk.batches - before == 1
     assert await balance(core, people[0].user_id) == Decimal("0.00")
+
+
+async def test_the_approval_notice_tells_the_rate_as_a_percentage(core):
+    from bots.dialog.i18n import Catalog
+    from bots.dialog.notices import render_notice
+
+    person, loan_id = await listed_loan(core)
+    async with core.uow(read_only=True) as uow:
+        rate = (await uow.conn.execute(select(loans.c.annual_rate).where(
+            loans.c.id == loan_id))).scalar_one()
+        params = (await uow.conn.execute(select(outbox.c.params).where(
+            outbox.c.user_id == person.user_id,
+            outbox.c.template == "application_result"))).scalar_one()
+    shown = f"{Decimal(rate) * 100:.2f}"
+    assert params["rate"] == shown and Decimal(shown) > 1  # 15.60, not 0.156
+    text = render_notice(Catalog.load(), "application_result", params, "en").text
+    assert f"at {shown}% a year" in text

@@ -316,7 +316,8 @@ class Applications:
         loan_id = await self.listings.list_loan(uow, row, novice_only=novice_only)
         await notify.enqueue(uow, row.user_id, "application_result",
                              {"status": "approved", "application_id": application_id,
-                              "loan_id": loan_id, "rate": str(rate)},
+                              # a percentage, as the notice prints it ("15.60% a year")
+                              "loan_id": loan_id, "rate": f"{rate * 100:.2f}"},
                              dedupe_key=f"application_result:{application_id}")
         return loan_id
 
