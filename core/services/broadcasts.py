@@ -142,19 +142,18 @@ class Broadcasts:
         return broadcast_id
 
     async def cancel(self, uow: UnitOfWork, broadcast_id: int) -> None:
-        b = broadcasts.c
-        done = await uow.conn.execute(update(broadcasts).where(
-            b.id == broadcast_id, b.status.in_(("draft", "scheduled"))).values(
-            status="cancelled", finished_at=uow.clock.now()))
-        if not done.rowcount:
-            raise InvalidBroadcast(reason="state")
+        await self._leave_draft(uow, broadcast_id, status="cancelled",
+                                finished_at=uow.clock.now())
 
     async def start(self, uow: UnitOfWork, broadcast_id: int) -> None:
         """Mark a draft or scheduled broadcast as sending; ``resume`` then writes it out."""
+        await self._leave_draft(uow, broadcast_id, status="sending", started_at=uow.clock.now())
+
+    async def _leave_draft(self, uow: UnitOfWork, broadcast_id: int, **values: Any) -> None:
+        """A draft or scheduled broadcast moves on; any other is refused (reason "state")."""
         b = broadcasts.c
         done = await uow.conn.execute(update(broadcasts).where(
-            b.id == broadcast_id, b.status.in_(("draft", "scheduled"))).values(
-            status="sending", started_at=uow.clock.now()))
+            b.id == broadcast_id, b.status.in_(("draft", "scheduled"))).values(**values))
         if not done.rowcount:
             raise InvalidBroadcast(reason="state")
 

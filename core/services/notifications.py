@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any, Literal
@@ -108,7 +108,11 @@ class Preferences:
     quiet: QuietHours | None = None  # None with quiet_off False: the default window
     quiet_off: bool = False
     preferred_channel: str | None = None
-    custom_quiet: bool = field(default=False)
+
+    @property
+    def custom_quiet(self) -> bool:
+        """The user chose their quiet hours (a window of their own, or none)."""
+        return self.quiet is not None or self.quiet_off
 
     def mutes(self, rule: NoticeRule) -> bool:
         return (rule.mute == "marketing" and self.marketing_muted) or (
@@ -237,10 +241,7 @@ class Notifications:
     async def ops_totals(self, uow: UnitOfWork, since: datetime | None = None
                          ) -> dict[str, int]:
         """Notices by status (every status present, zero if none)."""
-        totals = dict.fromkeys(STATUSES, 0)
-        for row in await self.ops_summary(uow, since):
-            totals[row["status"]] = totals.get(row["status"], 0) + row["count"]
-        return totals
+        return totals_of(await self.ops_summary(uow, since))
 
     async def recent_failures(self, uow: UnitOfWork, limit: int = 20) -> list[dict[str, Any]]:
         o = outbox.c
@@ -250,6 +251,14 @@ class Notifications:
         return [dict(r._mapping) for r in rows]
 
 
+def totals_of(summary: list[dict[str, Any]]) -> dict[str, int]:
+    """``ops_summary``'s rows added up by status (every status present, zero if none)."""
+    totals = dict.fromkeys(STATUSES, 0)
+    for row in summary:
+        totals[row["status"]] = totals.get(row["status"], 0) + row["count"]
+    return totals
+
+
 def _from_row(row: Any) -> Preferences:
     quiet, off = None, False
     if row.quiet_hours == "off":
@@ -257,4 +266,4 @@ def _from_row(row: Any) -> Preferences:
     elif row.quiet_hours:
         quiet = QuietHours.parse(row.quiet_hours)
     return Preferences(bool(row.marketing_muted), bool(row.updates_muted), quiet, off,
-                       row.preferred_channel, custom_quiet=row.quiet_hours is not None)
+                       row.preferred_channel)
