@@ -163,10 +163,12 @@ class UnitOfWork:
     async def savepoint(self) -> AsyncIterator[None]:
         """Undo only what the block wrote if it raises; the outer transaction goes on."""
         nested = await self.conn.begin_nested()
+        hooks = len(self.after_commit)
         try:
             yield
         except BaseException:
             await nested.rollback()
+            del self.after_commit[hooks:]  # what the block undid has nothing to follow up
             raise
         else:
             await nested.commit()

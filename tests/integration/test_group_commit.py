@@ -42,3 +42,30 @@ async def test_an_operation_that_raises_leaves_no_trace(core):
     with pytest.raises(RuntimeError):
         await core.batcher.run(op)
     assert await available(core, alice) == Decimal("0.00")
+
+
+async def test_a_top_up_undone_by_its_savepoint_never_reaches_the_bank(core):
+    """What a savepoint rolled back has no after-commit work left: the bank is not asked to
+    open an order that no longer exists (the rest of the transaction goes on and commits)."""
+    from core.domain.money import Money
+    from tests.integration.lending_helpers import investor
+
+    person = await investor(core, "100.00")
+    opened: list[str] = []
+    real_open = core.bank.open_top_up
+
+    async def spy(order_id: str, amount: Decimal) -> str:
+        opened.append(order_id)
+        return await real_open(order_id, amount)
+
+    core.bank.open_top_up = spy
+    async with core.uow() as uow:
+        with pytest.raises(RuntimeError):
+            async with uow.savepoint():
+                await core.wallet.request_top_up(uow, person.user_id, Money.of(Decimal("50")),
+                                                 "undone")
+                raise RuntimeError("something after it failed")
+        kept = await core.wallet.request_top_up(uow, person.user_id, Money.of(Decimal("60")),
+                                                "kept")
+        await uow.commit()
+    assert opened == [kept.id]
