@@ -27,6 +27,17 @@ from core.services import audit
 from core.services.lending.investing import BidRequest, Investing
 
 GRADES = ("AA", "A", "B", "C", "D", "E")
+CHUNK = 400  # investors per statement when reading their state
+
+
+@dataclass(slots=True)
+class _Investor:
+    """What limits an auto-investor's next bid, kept current while a match places bids."""
+
+    available: Decimal
+    frozen: Decimal
+    auto_total: Decimal  # auto-invested, not refunded (against the rule's total cap)
+    outstanding: Decimal  # claims on disbursed loans
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,13 +125,22 @@ class AutoInvest:
                               row.max_share_pct)
 
     async def match(self, uow: UnitOfWork, loan_ids: list[int] | None = None) -> int:
-        """Match open listings (oldest first) against active rules; return bids placed."""
+        """Match open listings (oldest first) against active rules; return bids placed.
+
+        What limits each auto-investor (balances, auto-invested total, outstanding claims) is
+        read once for every active rule's investor and kept up to date in memory as bids are
+        placed, so a listing costs a query for its rules plus the bids it gets, not three
+        queries per rule."""
         lo, r = loans.c, auto_invest_rules.c
         query = select(loans).where(lo.status == "listed", lo.expires_at > uow.clock.now())
         if loan_ids is not None:
             query = query.where(lo.id.in_(loan_ids))
+        listed = (await uow.conn.execute(query.order_by(lo.listed_at, lo.id))).all()
+        if not listed:
+            return 0
+        investors = await self._investors(uow)
         placed = 0
-        for loan in (await uow.conn.execute(query.order_by(lo.listed_at, lo.id))).all():
+        for loan in listed:
             rules = (await uow.conn.execute(
                 select(auto_invest_rules).where(
                     r.active.is_(True), r.min_rate <= loan.annual_rate,
@@ -133,7 +153,8 @@ class AutoInvest:
                     break
                 if loan.grade not in rule.grades:
                     continue
-                amount = await self._amount_for(uow, rule, loan, remaining)
+                state = investors.get(rule.investor_id)
+                amount = None if state is None else self._amount_for(rule, state, remaining)
                 if amount is None:
                     continue
                 try:
@@ -146,6 +167,9 @@ class AutoInvest:
                     continue
                 placed += 1
                 remaining -= amount
+                state.available -= amount
+                state.frozen += amount
+                state.auto_total += amount
                 await uow.conn.execute(update(auto_invest_rules).where(r.id == rule.id)
                                        .values(last_matched_at=uow.clock.now()))
                 await analytics.track(uow, "auto_invest_executed", user_id=rule.investor_id,
@@ -155,26 +179,34 @@ class AutoInvest:
                                    actor_id=rule.investor_id, details={"amount": str(amount)})
         return placed
 
-    async def _amount_for(self, uow: UnitOfWork, rule: Any, loan: Any,
-                          remaining: Decimal) -> Decimal | None:
-        b = bids.c
-        investor = rule.investor_id
-        balances = await self.ledger.balances(uow, [user_account(investor, "available"),
-                                                    user_account(investor, "frozen")])
-        available = balances[user_account(investor, "available")].amount
-        frozen = balances[user_account(investor, "frozen")].amount
-        auto_total = Decimal((await uow.conn.execute(select(func.coalesce(func.sum(b.amount), 0))
-                                                     .where(b.investor_id == investor,
-                                                            b.auto.is_(True),
-                                                            b.status != "refunded"))
-                              ).scalar_one())
-        outstanding = Decimal((await uow.conn.execute(select(func.coalesce(func.sum(b.amount), 0))
-                                                      .where(b.investor_id == investor,
-                                                             b.status == "active"))
-                               ).scalar_one())
-        portfolio = available + frozen + outstanding
-        limits = [Decimal(rule.amount_per_loan), available - Decimal(rule.keep_balance),
-                  remaining, Decimal(rule.total_cap) - auto_total,
+    async def _investors(self, uow: UnitOfWork) -> dict[int, _Investor]:
+        """The state of every investor with an active rule, in a few statements."""
+        r, b = auto_invest_rules.c, bids.c
+        ids = list((await uow.conn.execute(
+            select(r.investor_id).where(r.active.is_(True)).distinct())).scalars())
+        found: dict[int, _Investor] = {}
+        for start in range(0, len(ids), CHUNK):
+            part = ids[start:start + CHUNK]
+            balances = await self.ledger.balances(
+                uow, [user_account(i, kind) for i in part for kind in ("available", "frozen")])
+            sums = {}
+            for label, condition in (("auto", b.auto.is_(True) & (b.status != "refunded")),
+                                     ("active", b.status == "active")):
+                sums[label] = dict((await uow.conn.execute(
+                    select(b.investor_id, func.sum(b.amount)).where(
+                        b.investor_id.in_(part), condition).group_by(b.investor_id))).all())
+            for i in part:
+                found[i] = _Investor(
+                    available=balances[user_account(i, "available")].amount,
+                    frozen=balances[user_account(i, "frozen")].amount,
+                    auto_total=Decimal(sums["auto"].get(i) or 0),
+                    outstanding=Decimal(sums["active"].get(i) or 0))
+        return found
+
+    def _amount_for(self, rule: Any, state: _Investor, remaining: Decimal) -> Decimal | None:
+        portfolio = state.available + state.frozen + state.outstanding
+        limits = [Decimal(rule.amount_per_loan), state.available - Decimal(rule.keep_balance),
+                  remaining, Decimal(rule.total_cap) - state.auto_total,
                   portfolio * Decimal(rule.max_share_pct) / 100]
         amount = min(limits)
         step = self.settings.bid_multiple
