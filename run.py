@@ -31,6 +31,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.http_host
     port = args.port or settings.http_port
 
+    if settings.is_sqlite and settings.demo_data:
+        asyncio.run(_first_start(settings, host, port))
+
     async def app_factory() -> web.Application:
         core = await bootstrap(settings)
         return create_app(core)
@@ -38,6 +41,103 @@ def cmd_serve(args: argparse.Namespace) -> int:
     log.info("starting on http://%s:%d/ (health: /healthz)", host, port)
     web.run_app(app_factory(), host=host, port=port, print=None, shutdown_timeout=10)
     return 0
+
+
+async def _first_start(settings: Settings, host: str, port: int) -> None:
+    """An empty embedded database gets a demo platform, and a manager login to look at it."""
+    import secrets
+    from pathlib import Path
+
+    if await _user_count(settings) > 0:
+        return
+    log.info("first start: seeding a demo platform (%d users, %d days; P2P_DEMO_DATA=false "
+             "turns this off)", settings.demo_users, settings.demo_days)
+    report = await _seed(settings, users=settings.demo_users, days=settings.demo_days, seed=1,
+                         end=None)
+    log.info("demo data: %s", report.summary())
+    password = secrets.token_urlsafe(12)
+    from core.bootstrap import bootstrap
+    from core.services.staff import StaffService
+
+    core = await bootstrap(settings)
+    try:
+        async with core.uow() as uow:
+            await StaffService(settings.support).add(uow, "demo.manager", password, "manager",
+                                                     "Demo manager")
+            await uow.commit()
+    finally:
+        await core.close()
+    where = Path(settings.data_dir) / "demo-login.txt"
+    where.write_text(f"demo.manager {password}\n", encoding="utf-8")
+    where.chmod(0o600)
+    log.info("dashboards: http://%s:%d/dashboards/ - sign in as demo.manager with the "
+             "password in %s", host, port, where)
+
+
+async def _user_count(settings: Settings) -> int:
+    from sqlalchemy import func, select
+
+    from core.adapters.tables import users
+    from core.bootstrap import bootstrap
+
+    core = await bootstrap(settings)
+    try:
+        async with core.uow(read_only=True) as uow:
+            return int((await uow.conn.execute(
+                select(func.count()).select_from(users))).scalar_one())
+    finally:
+        await core.close()
+
+
+async def _seed(settings: Settings, *, users: int, days: int, seed: int, end: date | None):
+    """Run the simulator on a manual clock, with sandboxes that answer at once (the bank
+    settles when the simulation says so), the chat side through the dialog engine."""
+    from datetime import datetime
+
+    from tqdm import tqdm
+
+    from bots.dialog.simulated import EngineChat
+    from core.bootstrap import bootstrap
+    from core.domain.clock import ManualClock
+    from core.simulator import simulate
+
+    sandbox = settings.sandbox.model_copy(update={
+        "bank_auto_settle": False, "bank_delay_seconds": 0.0, "bank_duplicate_rate": 0.0,
+        "bank_failure_rate": 0.0, "sms_failure_rate": 0.0, "identity_delay_seconds": 0.0,
+        "identity_outcome": "by_name"})
+    settings = settings.model_copy(update={"sandbox": sandbox})
+    clock = ManualClock(datetime.now(settings.tz), settings.tz)
+    core = await bootstrap(settings, clock=clock)
+    chat = EngineChat(core)
+    logging.getLogger("core").setLevel(logging.WARNING)  # the bar shows progress
+    logging.getLogger("bots").setLevel(logging.WARNING)
+    try:
+        with tqdm(total=days, unit="day", desc="seeding", disable=None) as bar:
+            return await simulate(core, users=users, days=days, seed=seed, end=end, chat=chat,
+                                  progress=bar.update)
+    finally:
+        logging.getLogger("core").setLevel(logging.NOTSET)
+        logging.getLogger("bots").setLevel(logging.NOTSET)
+        await chat.close()
+        await core.close()
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    """Fill an empty database with a simulated history (the same seed, the same data)."""
+    settings = _settings()
+
+    async def run() -> int:
+        found = await _user_count(settings)
+        if found:
+            print(f"seed: the database already has {found} users; seed fills an empty one "
+                  "(use a new P2P_DATABASE_URL, or delete var/p2p.db)", file=sys.stderr)
+            return 1
+        report = await _seed(settings, users=args.users, days=args.days, seed=args.seed,
+                             end=args.end)
+        print(report.summary())
+        return 0
+
+    return asyncio.run(run())
 
 
 def cmd_telegram_sandbox(args: argparse.Namespace) -> int:
@@ -221,6 +321,18 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("--language", default="zh-hans",
                          help="the fake user's Telegram language_code (default: zh-hans)")
     sandbox.set_defaults(func=cmd_telegram_sandbox)
+
+    seed = sub.add_parser(
+        "seed", help="fill an empty database with a simulated platform history",
+        description="Simulate visitors, investors, borrowers, repayments, collections and "
+                    "support day by day through the core services. The same --seed gives "
+                    "the same data.")
+    seed.add_argument("--users", type=int, default=2000, help="registered users (about)")
+    seed.add_argument("--days", type=int, default=180, help="days of history")
+    seed.add_argument("--seed", type=int, default=1, help="random seed")
+    seed.add_argument("--end", type=_date, metavar="YYYY-MM-DD",
+                      help="last simulated day (default: yesterday)")
+    seed.set_defaults(func=cmd_seed)
 
     migrate = sub.add_parser("migrate", help="bring the database schema up to date",
                              description="Run Alembic migrations on P2P_DATABASE_URL.")

@@ -106,7 +106,7 @@ SEED = 11
 TURN_TIMEOUT = 60.0  # seconds a round trip may take before the session is given up
 BUSY = 0.85  # a process using this share of a core, or a machine this share of its cores, is
 # (nearly) saturated
-BENCH_ENV = {"P2P_WEBCHAT__CONNECTIONS_PER_IP": "100000",
+BENCH_ENV = {"P2P_DEMO_DATA": "false", "P2P_WEBCHAT__CONNECTIONS_PER_IP": "100000",
              "P2P_WEBCHAT__MESSAGES_PER_SECOND": "1000000"}
 
 

@@ -369,7 +369,10 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Shanghai"
     locale: Literal["zh-CN", "en"] = "zh-CN"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # The first start of the embedded SQLite seeds a demo platform (run.py seed) unless false.
     demo_data: bool = True
+    demo_users: int = Field(2000, ge=1)
+    demo_days: int = Field(180, ge=1, le=3650)
     # Telegram (named as P2P_TELEGRAM_TOKEN etc.); without a token the bot is off.
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org/bot"

@@ -37,7 +37,7 @@ def test_every_command_explains_itself_with_help(command, tmp_path):
 
 def test_serve_on_a_fresh_machine_creates_the_database_and_answers_healthz(tmp_path):
     port = free_port()
-    env = {**os.environ, "P2P_HTTP_PORT": str(port)}
+    env = {**os.environ, "P2P_HTTP_PORT": str(port), "P2P_DEMO_DATA": "false"}
     server = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp_path, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

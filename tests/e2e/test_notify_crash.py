@@ -226,7 +226,7 @@ def serve_env(database_url: str, data_dir: Path, api: LocalBotApi) -> dict[str, 
     """``serve`` on the test's database, sending to ``api`` at PER_SECOND."""
     return {**os.environ, "P2P_DATABASE_URL": database_url, "P2P_DATA_DIR": str(data_dir),
             "P2P_SECRET_KEY": SECRET_KEY, "P2P_DATA_KEY": DATA_KEY,
-            "P2P_HTTP_PORT": str(free_port()), "P2P_LOCALE": "en",
+            "P2P_HTTP_PORT": str(free_port()), "P2P_LOCALE": "en", "P2P_DEMO_DATA": "false",
             "P2P_TELEGRAM_TOKEN": TOKEN, "P2P_TELEGRAM_API_URL": f"{api.url}/bot",
             "P2P_DELIVERY__PER_SECOND": str(PER_SECOND),
             "P2P_DELIVERY__PER_CHAT_INTERVAL_MS": "0",
