@@ -35,6 +35,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
         from bots.console.routes import setup_console
         from bots.web.auth import setup_auth
         from bots.webchat.routes import setup_webchat
+        from dashboards.mount import setup_dashboards
 
         channels = ChatChannels(core)
         app[CHANNELS] = channels
@@ -45,6 +46,7 @@ def create_app(core: Core, *, close_core: bool = True, background: bool = True,
             setup_console(app, core, channels.engine)
             setup_review(app, core)
             setup_notices(app, core)
+            setup_dashboards(app, core)
             setup_webchat(app, core, channels.engine)
         else:
             log.warning("no secret key: the web chat, the console and staff pages are off")

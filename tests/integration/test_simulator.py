@@ -58,6 +58,8 @@ async def history(database_url, tmp_path):
 
 
 async def test_a_simulated_history_narrows_down_the_funnel_and_keeps_every_invariant(history):
+    """One simulated history, looked at the way a manager would: the funnel, the loan book,
+    support, marketing, weekday traffic; and ``check`` finds nothing wrong."""
     core, report = history
     assert await violations(core) == []
     s = report.steps
@@ -78,14 +80,12 @@ async def test_a_simulated_history_narrows_down_the_funnel_and_keeps_every_invar
     assert events["loan_disbursed"] > 0 and events["repayment_received"] > 0
     assert events["support_handover"] > 0 and events["support_rated"] > 0
     assert events["feedback"] > 0 and events["broadcast_sent"] >= 2
+    assert events["auto_invest_executed"] > 0 and events["promotion_granted"] > 0
     assert statuses["active"] + statuses["repaid"] + statuses["overdue"] > 0
     assert core.clock.local(first).date() >= date(2026, 8, 18)  # the first of the 75 days
     assert report.events == sum(events.values())
 
-
-async def test_weekdays_bring_more_visitors_than_weekends(history):
-    core, _ = history
-    async with core.uow(read_only=True) as uow:
+    async with core.uow(read_only=True) as uow:  # weekdays bring more visitors than weekends
         moments = (await uow.conn.execute(select(analytics_events.c.occurred_at).where(
             analytics_events.c.name == "first_visit"))).scalars().all()
     by_weekday = Counter(core.clock.local(m).weekday() for m in moments)

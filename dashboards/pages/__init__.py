@@ -1,0 +1,46 @@
+"""One module per dashboard page. Each has ``PATH`` and ``NAME`` (the nav bar), ``layout()``
+(the page's frame: no data is read to build it) and ``register(app, data)``, which adds the
+page's callback to ``app``: it reads the page's figures through ``data`` (``Bridge``) and lays
+them out with a pure ``render`` function.
+
+Pages register on the app they are given rather than through ``dash.register_page`` and
+``dash.callback``, whose registries are global to the process: the app factory builds one Dash
+app per server (tests build many)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, timedelta
+from types import ModuleType
+
+from core.analytics.filters import Filters
+from dashboards.components import DEFAULT_DAYS
+
+
+def pages() -> tuple[ModuleType, ...]:
+    """The pages in nav-bar order."""
+    from dashboards.pages import (
+        activity,
+        conversion,
+        credit,
+        disclosure,
+        marketing,
+        overview,
+        support,
+        traffic,
+    )
+
+    return (overview, traffic, conversion, activity, credit, support, marketing, disclosure)
+
+
+def filters(today: date, start: str | None, end: str | None,
+            channels: Sequence[str] | None, campaigns: Sequence[str] | None) -> Filters:
+    """The filters bar's values as analytics ``Filters`` (the default period when cleared)."""
+    last = _day(end) or today
+    first = _day(start) or last - timedelta(DEFAULT_DAYS - 1)
+    first, last = min(first, last), max(first, last)
+    return Filters(first, last, tuple(channels or ()), tuple(campaigns or ()))
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value[:10]) if value else None

@@ -1,0 +1,53 @@
+"""Overview: the headline figures of every other page, next to the previous period's; live."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dash import Dash, Output, html
+
+from core.analytics.overview import overview
+from dashboards.bridge import Bridge
+from dashboards.components import FILTER_INPUTS, LIVE_INPUT, kpi, kpis, live_timer, note, page
+from dashboards.pages import filters
+
+PATH = "/"
+NAME = "Overview"
+BODY = "overview-body"
+
+
+def layout() -> html.Div:
+    return page("Overview (概览)", BODY, live_timer())
+
+
+def register(app: Dash, data: Bridge) -> None:
+    @app.callback(Output(BODY, "children"), *FILTER_INPUTS, LIVE_INPUT)
+    def update(start: str | None, end: str | None, channels: list[str] | None,
+               campaigns: list[str] | None, _tick: int | None) -> Any:
+        """The headline figures for the filters, refreshed by the timer."""
+        f = filters(data.today(), start, end, channels, campaigns)
+        figures = data.read(lambda uow: overview(uow, f, settings=data.settings))
+        return render(figures, data.settings.money.currency)
+
+
+def render(o: dict[str, Any], currency: str) -> list[Any]:
+    overdue = o["amount_overdue_rate"]
+    rating_now, rating_then = o["satisfaction"]["value"], o["satisfaction"]["previous"]
+    return [
+        kpis(kpi("New users (新注册)", **o["new_users"], card_id="kpi-new-users"),
+             kpi("Verified users (实名认证)", **o["verified_users"]),
+             kpi("First investments (首投)", **o["first_investments"]),
+             kpi(f"Investment volume, {currency} (投资额)", **o["investment_volume"],
+                 kind="money")),
+        kpis(kpi(f"Outstanding balance, {currency} (借贷余额)", **o["outstanding_balance"],
+                 kind="money"),
+             kpi("Amount overdue rate (金额逾期率)", overdue["value"]["value"],
+                 overdue["previous"]["value"], kind="percent", better="down",
+                 note=overdue["value"]["definition"]),
+             kpi("Queue waiting now (排队中)", o["queue_waiting_now"]["value"],
+                 note="conversations waiting for an agent at this moment"),
+             kpi("Satisfaction (满意度)", rating_now["average"], rating_then["average"],
+                 kind="rating", note=f"{rating_now['ratings']} ratings")),
+        note("Live: refreshes by itself. Stock figures (balance, overdue rate) are taken at the "
+             "end of each period; flows over the whole period."),
+    ]
