@@ -33,6 +33,7 @@ from typing import Any, Protocol
 from core.bootstrap import Core
 from core.domain.clock import ManualClock
 from core.domain.errors import DomainError
+from core.domain.hours import support_hours
 from core.domain.money import Money
 from core.ledger import user_account
 from core.services.broadcasts import Segment
@@ -152,6 +153,7 @@ class Simulation:
         self.handovers: dict[tuple[str, str], Person] = {}
         self.used_ids: set[str] = set()
         self.written_off: set[int] = set()
+        self.agent_due: set[str] = set()  # chats an agent will take
         self.referrers: list[str] = []  # referral codes of investors who invested
         self.actions: dict[str, Action] = {
             "visit": self._visit, "code": self._code, "register": self._register,
@@ -677,16 +679,31 @@ class Simulation:
         miss = self.chance(w.FAQ_MISS)
         text = self.random.choice(w.MISSES[p.locale] if miss else self.chat.questions(p.locale))
         await self.chat.say(uow, p.source.channel, p.chat_id, p.locale, text=text)
-        if miss and self.chance(w.AFTER_MISS_HUMAN):
+        if await self._handed_over(uow, p):
+            pass
+        elif miss and self.chance(w.AFTER_MISS_HUMAN):
             self.schedule(self.clock.now() + timedelta(minutes=1), "human", p, "/human")
 
     async def _human(self, uow: Any, p: Person) -> None:
         assert self.chat is not None
         await self.chat.say(uow, p.source.channel, p.chat_id, p.locale, text=p.data)
+        await self._handed_over(uow, p)
+
+    async def _handed_over(self, uow: Any, p: Person) -> bool:
+        """Did the bot put the chat in the queue by itself (words asking for a person or
+        complaining, repeated misses)? Then an agent will come."""
+        assert self.chat is not None
+        if (p.source.channel, p.chat_id) not in await self.chat.waiting(uow):
+            return False
+        if p.chat_id not in self.agent_due:
+            self._agent_later(p)
+        return True
+
+    def _agent_later(self, p: Person) -> None:
+        """An agent takes the queued chat minutes later, or after support opens."""
+        self.agent_due.add(p.chat_id)
         self.report.steps["handovers"] += 1
         wait = timedelta(minutes=self.random.choice(w.AGENT_MINUTES))
-        from core.domain.hours import support_hours
-
         when = self.clock.now() + wait
         opens = support_hours(self.core.settings.support).reopens(self.clock.local(when))
         if opens is not None:
@@ -695,6 +712,7 @@ class Simulation:
 
     async def _agent(self, uow: Any, p: Person) -> None:
         assert self.chat is not None
+        self.agent_due.discard(p.chat_id)
         conversation_id = (await self.chat.waiting(uow)).get((p.source.channel, p.chat_id))
         if conversation_id is None:
             return
@@ -718,6 +736,7 @@ class Simulation:
         await self.chat.say(uow, p.source.channel, p.chat_id, p.locale,
                             text=self.random.choice(w.FEEDBACK_TEXTS[p.locale]))
         self.report.steps["feedback"] += 1
+        await self._handed_over(uow, p)
 
     # Helpers ------------------------------------------------------------------------------
 

@@ -84,6 +84,9 @@ async def test_a_simulated_history_narrows_down_the_funnel_and_keeps_every_invar
     assert statuses["active"] + statuses["repaid"] + statuses["overdue"] > 0
     assert core.clock.local(first).date() >= date(2026, 8, 18)  # the first of the 75 days
     assert report.events == sum(events.values())
+    async with core.uow(read_only=True) as uow:  # every handover was answered
+        assert (await uow.conn.execute(select(func.count()).select_from(conversations).where(
+            conversations.c.mode != "bot"))).scalar_one() == 0
 
     async with core.uow(read_only=True) as uow:  # weekdays bring more visitors than weekends
         moments = (await uow.conn.execute(select(analytics_events.c.occurred_at).where(
