@@ -349,6 +349,12 @@ class NotifySettings(_Group):
     marketing_in_flight: int = Field(30, ge=1)  # marketing messages a sender holds at once
 
 
+class DashboardSettings(_Group):
+    """The managers' dashboards (``/dashboards/``)."""
+
+    refresh_seconds: int = Field(60, ge=5, le=3600)  # live pages (Overview, Support) reload
+
+
 class Settings(BaseSettings):
     """Everything P2P Desk reads at start-up."""
 
@@ -395,6 +401,7 @@ class Settings(BaseSettings):
     support: SupportSettings = SupportSettings()
     webchat: WebChatSettings = WebChatSettings()
     notify: NotifySettings = NotifySettings()
+    dashboards: DashboardSettings = DashboardSettings()
 
     @field_validator("timezone")
     @classmethod

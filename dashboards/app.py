@@ -16,7 +16,7 @@ from dash import Dash, Input, Output, State, dcc, html
 from core.analytics import traffic
 from core.bootstrap import Core
 from dashboards.bridge import Bridge
-from dashboards.components import filters_bar, register_downloads
+from dashboards.components import filters_bar, live_timer, register_downloads
 from dashboards.pages import filters, pages
 
 PREFIX = "/dashboards/"
@@ -67,6 +67,7 @@ def shell(app: Dash, data: Bridge) -> html.Div:
                                      active="exact")) for page in pages()]
     return html.Div([
         dcc.Location(id="url"),
+        live_timer(data.core.settings.dashboards.refresh_seconds),
         dbc.Navbar(dbc.Container([
             dbc.NavbarBrand("P2P Desk · Operations (运营看板)", href=app.get_relative_path("/")),
             dbc.Nav(links, navbar=True, className="flex-wrap"),

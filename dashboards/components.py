@@ -17,7 +17,6 @@ import plotly.graph_objects as go
 from dash import MATCH, Dash, Input, Output, State, dcc, html
 
 from dashboards import format as fmt
-from dashboards.live import refresh_seconds
 
 DEFAULT_DAYS = 30
 NO_PREVIOUS: Any = object()  # a figure of the moment, with no previous period
@@ -190,6 +189,7 @@ def page(title: str, body_id: str, *extra: Any) -> html.Div:
                      dcc.Loading(html.Div(id=body_id), type="default", delay_show=300)])
 
 
-def live_timer() -> dcc.Interval:
-    """Refreshes a live page every ``P2P_DASHBOARD_REFRESH_SECONDS`` (``dashboards/live.py``)."""
-    return dcc.Interval(id="refresh", interval=refresh_seconds() * 1000, n_intervals=0)
+def live_timer(seconds: int) -> dcc.Interval:
+    """The live pages' clock (in the shell: pages come and go, it keeps ticking); every
+    ``P2P_DASHBOARDS__REFRESH_SECONDS``."""
+    return dcc.Interval(id="refresh", interval=seconds * 1000, n_intervals=0)

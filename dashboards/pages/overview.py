@@ -8,7 +8,7 @@ from dash import Dash, Output, html
 
 from core.analytics.overview import overview
 from dashboards.bridge import Bridge
-from dashboards.components import FILTER_INPUTS, LIVE_INPUT, kpi, kpis, live_timer, note, page
+from dashboards.components import FILTER_INPUTS, LIVE_INPUT, kpi, kpis, note, page
 from dashboards.pages import filters
 
 PATH = "/"
@@ -17,7 +17,7 @@ BODY = "overview-body"
 
 
 def layout() -> html.Div:
-    return page("Overview (概览)", BODY, live_timer())
+    return page("Overview (概览)", BODY)
 
 
 def register(app: Dash, data: Bridge) -> None:

@@ -20,7 +20,6 @@ from dashboards.components import (
     grid,
     kpi,
     kpis,
-    live_timer,
     note,
     page,
     section,
@@ -39,7 +38,7 @@ TIMES = (("Queue wait (排队)", ("queue_wait",)),
 
 
 def layout() -> html.Div:
-    return page("Support (客服)", BODY, live_timer())
+    return page("Support (客服)", BODY)
 
 
 def register(app: Dash, data: Bridge) -> None:
