@@ -349,6 +349,21 @@ class NotifySettings(_Group):
     marketing_in_flight: int = Field(30, ge=1)  # marketing messages a sender holds at once
 
 
+class MarketingSettings(_Group):
+    """What acquisition costs, for cost per registration and per first investor (CPA)."""
+
+    # campaign tag (as in links: ?start=<campaign> / utm_campaign) -> spend per day, in currency
+    campaign_daily_spend: dict[str, Decimal] = {}
+
+    @field_validator("campaign_daily_spend")
+    @classmethod
+    def _spend_is_money(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for campaign, spend in value.items():
+            if not campaign or spend < 0 or spend.as_tuple().exponent < -4:  # type: ignore[operator]
+                raise ValueError(f"campaign {campaign!r}: spend must be an amount >= 0")
+        return value
+
+
 class DashboardSettings(_Group):
     """The managers' dashboards (``/dashboards/``)."""
 
@@ -402,6 +417,7 @@ class Settings(BaseSettings):
     webchat: WebChatSettings = WebChatSettings()
     notify: NotifySettings = NotifySettings()
     dashboards: DashboardSettings = DashboardSettings()
+    marketing: MarketingSettings = MarketingSettings()
 
     @field_validator("timezone")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Any
 import plotly.graph_objects as go
 from dash import Dash, Output, html
 
+from core.analytics.costs import spend
 from core.analytics.traffic import traffic
 from dashboards.bridge import Bridge
 from dashboards.components import (
@@ -39,7 +40,8 @@ def register(app: Dash, data: Bridge) -> None:
                campaigns: list[str] | None) -> Any:
         """Visits, chats and new users for the filters."""
         f = filters(data.today(), start, end, channels, campaigns)
-        return render(data.read(lambda uow: traffic(uow, f, settings=data.settings)))
+        return render(data.read(lambda uow: traffic(uow, f, settings=data.settings,
+                                                    costs=spend(data.settings, f))))
 
 
 def over_time(rows: list[dict[str, Any]], by: str, measure: str) -> go.Figure:
@@ -89,7 +91,8 @@ def render(t: dict[str, Any]) -> list[Any]:
                       t["campaigns"]),
                 *([] if t["costs_configured"] else [note(
                     "Cost per registration and per acquisition (first investor) appear here "
-                    "once campaign costs are configured; none are yet (docs/dashboards.md).")])),
+                    "once campaign costs are configured (marketing.campaign_daily_spend, "
+                    "docs/dashboards.md).")])),
         table("traffic-daily", [Column("day", "Day"), Column("channel", "Channel"),
                                 Column("campaign", "Campaign"), Column("visits", "Visits", "count"),
                                 Column("chats", "Chats", "count"),

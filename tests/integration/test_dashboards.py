@@ -5,6 +5,7 @@ small history built through the services."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -162,6 +163,32 @@ async def test_the_overview_shows_the_new_users_of_the_period_next_to_the_previo
     figure = find(traffic, "chart-new-users-by-channel")["props"]["figure"]
     by_channel = {trace["name"]: sum(trace["y"]) for trace in figure["data"]}
     assert by_channel == {"telegram": 3, "web": 1}
+
+
+async def test_configured_campaign_spend_gives_the_cost_per_registration(
+        database_url, clock, tmp_path, aiohttp_client):
+    core = await make_core(database_url, clock, tmp_path,
+                           marketing={"campaign_daily_spend": {"spring": "150.00"}})
+    try:
+        for campaign in ("spring", "spring", "spring", None):
+            await register(core, channel="telegram", campaign=campaign)
+        app = create_app(core, close_core=False, background=False)
+        app[STAFF].hasher = FAST
+        client = await aiohttp_client(app)
+        csrf = await signed_in(app, core, client, "maria", "manager")
+        start = (core.clock.today() - timedelta(days=1)).isoformat()  # two days: 300.00
+        values = {("period", "start_date"): start,
+                  ("period", "end_date"): core.clock.today().isoformat()}
+        response = await client.post("/dashboards/_dash-update-component",
+                                     json=callback("traffic-body.children", values),
+                                     headers={CSRF_HEADER: csrf, **JSON})
+        assert response.status == 200, await response.text()
+        body = (await response.json())["response"]["traffic-body"]["children"]
+        shown = texts(find(body, "table-campaign-quality"))
+        spring = shown[shown.index("spring"):]
+        assert "300.00" in spring[:12] and "100.00" in spring[:12]  # spend, per registration
+    finally:
+        await core.close()
 
 
 async def test_live_pages_refresh_at_the_interval_of_the_setting(database_url, clock, tmp_path,
