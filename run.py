@@ -124,7 +124,13 @@ async def _seed(settings: Settings, *, users: int, days: int, seed: int, end: da
 
 def cmd_seed(args: argparse.Namespace) -> int:
     """Fill an empty database with a simulated history (the same seed, the same data)."""
+    from datetime import datetime
+
     settings = _settings()
+    if args.end is not None and args.end >= datetime.now(settings.tz).date():
+        print("seed: --end must be a day before today (the history happens in the past)",
+              file=sys.stderr)
+        return 2
 
     async def run() -> int:
         found = await _user_count(settings)
@@ -300,6 +306,16 @@ def _date(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from exc
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from exc
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not at least 1")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="run.py", description="P2P Desk: chat-first operations platform for P2P lending.")
@@ -327,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Simulate visitors, investors, borrowers, repayments, collections and "
                     "support day by day through the core services. The same --seed gives "
                     "the same data.")
-    seed.add_argument("--users", type=int, default=2000, help="registered users (about)")
-    seed.add_argument("--days", type=int, default=180, help="days of history")
+    seed.add_argument("--users", type=_positive, default=2000, help="registered users (about)")
+    seed.add_argument("--days", type=_positive, default=180, help="days of history")
     seed.add_argument("--seed", type=int, default=1, help="random seed")
     seed.add_argument("--end", type=_date, metavar="YYYY-MM-DD",
                       help="last simulated day (default: yesterday)")

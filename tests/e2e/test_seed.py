@@ -33,6 +33,12 @@ def test_seed_fills_an_empty_database_once_and_the_data_keeps_every_invariant(tm
     assert again.returncode == 1
     assert "already has" in again.stderr and "users" in again.stderr
 
+    for bad in (["--users", "0"], ["--days", "many"], ["--end", "2999-01-01"]):
+        refused = run("seed", *bad, cwd=tmp_path)
+        assert refused.returncode == 2, bad
+        assert ("not at least 1" in refused.stderr or "not a whole number" in refused.stderr
+                or "before today" in refused.stderr)
+
     check = run("check", cwd=tmp_path)
     assert check.returncode == 0, check.stdout + check.stderr
     assert " 0 violation(s)" in check.stdout
