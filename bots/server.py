@@ -177,15 +177,20 @@ class Scheduler:
       are written for ``servicing.reminder_hour`` and the dispatcher sends them then;
     - broadcasts whose send time came, and any a crash interrupted (resumed where they
       stopped);
-    - broadcast conversions, every ``CONVERSIONS_EVERY``.
+    - broadcast conversions, every ``CONVERSIONS_EVERY``;
+    - today's loan-book rollup, rebuilt every ``BOOK_EVERY`` when a repayment, disbursement or
+      write-off made it stale (until then the stock dashboards read the raw tables: the same
+      figures, slower).
     """
 
     CONVERSIONS_EVERY = timedelta(hours=1)
+    BOOK_EVERY = timedelta(minutes=10)
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.at = time.fromisoformat(core.settings.servicing.daily_job_time)
         self.conversions_at: datetime | None = None
+        self.book_at: datetime | None = None
 
     async def tick(self) -> dict[str, Any]:
         """Do what is due now; what was done, for logs and tests."""
@@ -218,7 +223,26 @@ class Scheduler:
                 self.conversions_at = core.clock.now() + self.CONVERSIONS_EVERY
             except Exception:
                 log.exception("attributing broadcast conversions failed; retrying")
+        if self.book_at is None or core.clock.now() >= self.book_at:
+            try:
+                did["book"] = await self._refresh_book()
+                self.book_at = core.clock.now() + self.BOOK_EVERY
+            except Exception:
+                log.exception("rebuilding today's loan-book rollup failed; retrying")
         return did
+
+    async def _refresh_book(self) -> int:
+        """Rows written for today's book (0 when it is current or there is no loan yet)."""
+        from core.analytics import rollups
+
+        core = self.core
+        today = core.clock.today()
+        async with core.uow() as uow:
+            if today in await rollups.built(uow, [today]) or not await rollups.has_loans(uow):
+                return 0
+            written = await rollups.build_book(uow, [today], core.settings, core.currency)
+            await uow.commit()
+        return written
 
     def seconds_to_next(self) -> float:
         """Until the next daily run, at most a minute (broadcasts are checked every minute)."""

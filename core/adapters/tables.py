@@ -778,3 +778,116 @@ leases = Table(
     Column("holder", String(64), nullable=False),
     Column("until", UtcDateTime, nullable=False),
 )
+
+# --- analytics rollups (migration 0009) --------------------------------------------------------
+# Derived data, rebuilt from the rows above by ``core.analytics.rollups.rebuild``; see
+# docs/metrics.md "Rollups". Missing channel / campaign is stored as "" (part of the key).
+
+analytics_daily = Table(
+    "analytics_daily",
+    metadata,
+    Column("day", Date, primary_key=True),  # business date of the event (uow.clock.tz)
+    Column("name", String(64), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("campaign", String(64), primary_key=True),
+    Column("events", Integer, nullable=False),
+    Column("amount", Amount, nullable=False),  # sum of props["amount"] where present
+)
+
+analytics_book_daily = Table(
+    "analytics_book_daily",
+    metadata,
+    Column("day", Date, primary_key=True),  # the book at the end of this business day
+    Column("channel", String(32), primary_key=True),  # the borrower's first touch
+    Column("campaign", String(64), primary_key=True),
+    Column("cohort", String(7), primary_key=True),  # disbursement month, YYYY-MM
+    Column("state", String(16), primary_key=True),  # a bucket, or written_off
+    Column("loans", Integer, nullable=False),
+    Column("principal", Amount, nullable=False),  # outstanding (written off: not recovered)
+    Column("interest", Amount, nullable=False),
+    Column("overdue_principal", Amount, nullable=False),
+    Column("overdue_interest", Amount, nullable=False),
+    Column("overdue_beyond_30", Amount, nullable=False),
+    Column("overdue_beyond_90", Amount, nullable=False),
+)
+
+analytics_rollup_days = Table(
+    "analytics_rollup_days",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # book
+    Column("day", Date, primary_key=True),
+    Column("built_at", UtcDateTime, nullable=False),
+)
+
+# range reads of the dashboards (a page costs what its dates cost, not what the history costs)
+Index("ix_users_registered_at", users.c.registered_at)
+Index("ix_channel_identities_first_seen_at", channel_identities.c.first_seen_at)
+Index("ix_inbound_log_at", inbound_log.c.at)
+Index("ix_chat_messages_at", chat_messages.c.at)
+Index("ix_bids_created_at", bids.c.created_at)
+Index("ix_loans_disbursed_at", loans.c.disbursed_at)
+Index("ix_repayments_received_at", repayments.c.received_at)
+Index("ix_payment_orders_created_at", payment_orders.c.created_at)
+Index("ix_servicing_tasks_created_at", servicing_tasks.c.created_at)
+
+# --- analytics rollups, per person and per day of the book (migration 0009) --------------------
+
+analytics_milestones = Table(
+    "analytics_milestones",
+    metadata,
+    # when each person first reached each funnel milestone (core/analytics/milestones.py); a
+    # person with none has no row
+    Column("user_id", Id, primary_key=True, autoincrement=False),
+    Column("verified_at", UtcDateTime, nullable=True, index=True),
+    Column("card_bound_at", UtcDateTime, nullable=True, index=True),
+    Column("risk_assessed_at", UtcDateTime, nullable=True, index=True),
+    Column("first_investment_at", UtcDateTime, nullable=True, index=True),
+    Column("repeat_investment_at", UtcDateTime, nullable=True, index=True),
+    Column("first_bid_id", Id, nullable=True),  # the bid of the first investment
+)
+
+analytics_roll_monthly = Table(
+    "analytics_roll_monthly",
+    metadata,
+    # loans on the book at the month-end before ``day`` (a month-end) by bucket, and their state
+    # at ``day``: roll rates
+    Column("day", Date, primary_key=True),
+    Column("channel", String(32), primary_key=True),  # the borrower's first touch
+    Column("campaign", String(64), primary_key=True),
+    Column("from_state", String(16), primary_key=True),
+    Column("to_state", String(16), primary_key=True),
+    Column("loans", Integer, nullable=False),
+    Column("principal", Amount, nullable=False),  # outstanding at the earlier month-end
+)
+
+analytics_overdue_loans = Table(
+    "analytics_overdue_loans",
+    metadata,
+    # the loans with an overdue amount at the end of ``day`` (collections recovery)
+    Column("day", Date, primary_key=True),
+    Column("loan_id", Id, primary_key=True, autoincrement=False),
+    Column("channel", String(32), nullable=False),
+    Column("campaign", String(64), nullable=False),
+    Column("overdue", Amount, nullable=False),  # unpaid principal + interest of late ones
+)
+
+analytics_disclosure_daily = Table(
+    "analytics_disclosure_daily",
+    metadata,
+    # the platform-wide figures of the disclosure page that need each borrower and lender, at
+    # the end of ``day`` (month-ends and today)
+    Column("day", Date, primary_key=True),
+    Column("lending", Amount, nullable=False),  # principal of loans disbursed by then
+    Column("loans", Integer, nullable=False),
+    Column("borrowers", Integer, nullable=False),
+    Column("lent", Amount, nullable=False),  # active bids in loans disbursed by then
+    Column("lenders", Integer, nullable=False),
+    Column("current_lenders", Integer, nullable=False),
+    Column("current_borrowers", Integer, nullable=False),
+    Column("owed", Amount, nullable=False),  # borrowers' principal + interest to repay
+    Column("owed_top10", Amount, nullable=False),
+    Column("owed_top1", Amount, nullable=False),
+    Column("claims", Amount, nullable=False),  # lenders' claims
+    Column("claims_top10", Amount, nullable=False),
+    Column("claims_top1", Amount, nullable=False),
+)

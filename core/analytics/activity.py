@@ -27,6 +27,7 @@ from sqlalchemy import Select, distinct, func, select, union_all
 
 from config.settings import Settings
 from core.adapters.tables import (
+    analytics_milestones,
     bids,
     channel_identities,
     conversations,
@@ -37,6 +38,7 @@ from core.adapters.tables import (
     users,
 )
 from core.adapters.uow import UnitOfWork
+from core.analytics import rollups
 from core.analytics.filters import Filters, attributed, day_start, joined, local_day
 from core.analytics.numbers import compared, currency, money, share, total
 
@@ -137,6 +139,15 @@ async def investing(uow: UnitOfWork, f: Filters, *, settings: Settings) -> dict[
     cur = currency(settings)
     lo, hi = f.utc(uow.clock.tz)
     b, u = bids.c, users.c
+    if await rollups.milestones_usable(uow):  # not the first investment: not its first bid
+        m = analytics_milestones.c
+        query = (select(func.count(), total(b.amount), func.count(distinct(b.investor_id)),
+                        func.count(distinct(b.investor_id)).filter(b.id != m.first_bid_id))
+                 .select_from(bids.join(users, u.id == b.investor_id).join(
+                     analytics_milestones, m.user_id == b.investor_id))
+                 .where(b.created_at >= lo, b.created_at < hi, b.status != "refunded",
+                        *attributed(f, u.first_channel, u.first_campaign)))
+        return _investing((await uow.conn.execute(query)).one(), cur)
     ranked = select(b.investor_id, b.created_at, b.amount, func.row_number().over(
         partition_by=b.investor_id, order_by=(b.created_at, b.id)).label("n")).where(
         b.status != "refunded").subquery()
@@ -146,6 +157,10 @@ async def investing(uow: UnitOfWork, f: Filters, *, settings: Settings) -> dict[
         .select_from(ranked.join(users, u.id == ranked.c.investor_id))
         .where(ranked.c.created_at >= lo, ranked.c.created_at < hi,
                *attributed(f, u.first_channel, u.first_campaign)))).one()
+    return _investing(row, cur)
+
+
+def _investing(row: Any, cur: Any) -> dict[str, Any]:
     count, volume, investors, repeat = int(row[0]), Decimal(row[1]), int(row[2]), int(row[3])
     return {"investments": count, "volume": money(volume, cur), "investors": investors,
             "average_ticket": money(volume / count, cur) if count else None,

@@ -35,6 +35,7 @@ from core.adapters.tables import (
     users,
 )
 from core.adapters.uow import UnitOfWork
+from core.analytics import rollups
 from core.analytics.book import ZERO, LoanAt, add_months, book, loan_scope, month_ends, month_start
 from core.analytics.filters import Filters, attributed, day_start
 from core.analytics.numbers import currency, money, ratio, share, total
@@ -57,25 +58,31 @@ def borrowers(f: Filters) -> list[Any]:
 
 def snapshot(loans_at: list[LoanAt], settings: Settings) -> dict[str, Any]:
     """Outstanding, overdue, buckets and both PAR forms of the loans on the book."""
+    return snapshot_of(rollups.tally(loans_at), settings)
+
+
+def snapshot_of(tallies: dict[str, rollups.Tally], settings: Settings) -> dict[str, Any]:
+    """``snapshot`` from the book's sums by state (``rollups.tally``, or the rollup)."""
     cur = currency(settings)
 
     def m(value: Decimal) -> Decimal:
         return money(value, cur)
 
-    book_ = [loan for loan in loans_at if loan.state == "open"]
-    outstanding = sum((loan.principal for loan in book_), ZERO)
-    late = [loan for loan in book_ if loan.dpd > 0]
-    buckets = {name: {"bucket": name, "loans": 0, "outstanding_principal": ZERO,
-                      "overdue_amount": ZERO} for name in BUCKETS}
-    for loan in book_:
-        row = buckets[loan.bucket]
-        row["loans"] += 1
-        row["outstanding_principal"] += loan.principal
-        row["overdue_amount"] += loan.overdue
+    def over(states: Any, figure: str) -> Decimal:
+        return sum((getattr(tallies[s], figure) for s in states if s in tallies), ZERO)
+
+    late_states = [b.name for b in DEFAULT_BUCKETS if b.min_days > 0]
+    outstanding = over(BUCKETS, "principal")
+    buckets = []
+    for name in BUCKETS:
+        t = tallies.get(name, rollups.Tally())
+        buckets.append({"bucket": name, "loans": t.loans, "outstanding_principal": m(
+            t.principal), "overdue_amount": m(t.overdue_principal + t.overdue_interest)})
     par = {}
     for days in (30, 90):
-        beyond = m(sum((loan.overdue_beyond(days) for loan in book_), ZERO))
-        late_principal = m(sum((loan.principal for loan in book_ if loan.dpd > days), ZERO))
+        beyond = m(over(BUCKETS, f"overdue_beyond_{days}"))
+        late_principal = m(over([b.name for b in DEFAULT_BUCKETS if b.min_days > days],
+                                "principal"))
         par[f"par{days}"] = {
             "overdue_amount_ratio": ratio(beyond, m(outstanding), (
                 f"unpaid principal and interest of installments more than {days} days past "
@@ -85,18 +92,30 @@ def snapshot(loans_at: list[LoanAt], settings: Settings) -> dict[str, Any]:
                 "outstanding principal")),
         }
     return {
-        "loans_outstanding": len(book_),
+        "loans_outstanding": sum(tallies[s].loans for s in BUCKETS if s in tallies),
         "outstanding_principal": m(outstanding),
-        "interest_outstanding": m(sum((loan.interest for loan in book_), ZERO)),
-        "overdue": {"loans": len(late),
-                    "amount": m(sum((loan.overdue for loan in late), ZERO)),
-                    "principal": m(sum((loan.overdue_principal for loan in late), ZERO)),
-                    "interest": m(sum((loan.overdue_interest for loan in late), ZERO)),
-                    "late_loans_principal": m(sum((loan.principal for loan in late), ZERO))},
-        "buckets": [{**row, "outstanding_principal": m(row["outstanding_principal"]),
-                     "overdue_amount": m(row["overdue_amount"])} for row in buckets.values()],
+        "interest_outstanding": m(over(BUCKETS, "interest")),
+        "overdue": {"loans": sum(tallies[s].loans for s in late_states if s in tallies),
+                    "amount": m(over(late_states, "overdue_principal")
+                                + over(late_states, "overdue_interest")),
+                    "principal": m(over(late_states, "overdue_principal")),
+                    "interest": m(over(late_states, "overdue_interest")),
+                    "late_loans_principal": m(over(late_states, "principal"))},
+        "buckets": buckets,
         **par,
     }
+
+
+async def tallies(uow: UnitOfWork, days: list[date], settings: Settings,
+                  f: Filters | None) -> dict[date, dict[str, rollups.Tally]]:
+    """The book's sums by state at the end of each day: from the rollup where the day is
+    built, else rebuilt from the raw rows (``f``: the borrowers' filters; None: everyone)."""
+    out: dict[date, dict[str, rollups.Tally]] = dict(await rollups.book_tallies(uow, days, f))
+    missing = sorted(set(days) - set(out))
+    if missing:
+        states = await book(uow, missing, settings, borrowers(f) if f is not None else ())
+        out.update({day: rollups.tally(states[day]) for day in missing})
+    return out
 
 
 async def portfolio(uow: UnitOfWork, f: Filters, *, settings: Settings) -> dict[str, Any]:
@@ -108,10 +127,10 @@ async def portfolio(uow: UnitOfWork, f: Filters, *, settings: Settings) -> dict[
     "late_loans_ratio"}}`` (each ratio with numerator, denominator and definition)."""
     today = uow.clock.today()
     now_day, before = as_of(f, today), as_of(f.previous(), today)
-    states = await book(uow, [now_day, before], settings, borrowers(f))
+    states = await tallies(uow, [now_day, before], settings, f)
     return {"as_of": now_day.isoformat(), "previous_as_of": before.isoformat(),
-            "current": snapshot(states[now_day], settings),
-            "previous": snapshot(states[before], settings)}
+            "current": snapshot_of(states[now_day], settings),
+            "previous": snapshot_of(states[before], settings)}
 
 
 async def vintages(uow: UnitOfWork, f: Filters, *, settings: Settings) -> list[dict[str, Any]]:
@@ -134,14 +153,14 @@ async def vintages(uow: UnitOfWork, f: Filters, *, settings: Settings) -> list[d
         entry = cohorts.setdefault(key, {"cohort": key, "loans": 0, "disbursed": ZERO})
         entry["loans"] += 1
         entry["disbursed"] += Decimal(row.amount)
-    states = await book(uow, ends, settings, borrowers(f)) if cohorts and ends else {}
+    states = await tallies(uow, ends, settings, f) if cohorts and ends else {}
     bad: dict[tuple[str, date], Decimal] = defaultdict(Decimal)
-    for day, loans_at in states.items():
-        for loan in loans_at:
-            key = loan.disbursed_on.strftime("%Y-%m")
-            if key in cohorts and (loan.state == "written_off"
-                                   or (loan.state == "open" and loan.dpd > 30)):
-                bad[(key, day)] += loan.principal
+    bad_states = ["written_off", *(b.name for b in DEFAULT_BUCKETS if b.min_days > 30)]
+    for day, by_state in states.items():
+        for state in bad_states:
+            for key, principal in by_state[state].cohorts.items() if state in by_state else ():
+                if key in cohorts:
+                    bad[(key, day)] += principal
     out = []
     for key in sorted(cohorts):
         entry = cohorts[key]
@@ -167,11 +186,20 @@ async def roll_rates(uow: UnitOfWork, f: Filters, *, settings: Settings) -> dict
     today = uow.clock.today()
     later = month_ends(f.start, min(f.end, today))
     pairs = [(add_months(day, -1), day) for day in later]
-    days = sorted({d for pair in pairs for d in pair})
-    states = await book(uow, days, settings, borrowers(f)) if days else {}
     counts: dict[str, dict[str, int]] = {s: defaultdict(int) for s in BUCKETS}
     principal: dict[str, Decimal] = defaultdict(Decimal)
+    unbuilt = []
     for before, after in pairs:
+        rolled = await rollups.rolls(uow, after, f)
+        if rolled is None:
+            unbuilt.append((before, after))
+            continue
+        for state, to, n, amount in rolled:
+            counts[state][to] += n
+            principal[state] += amount
+    days = sorted({d for pair in unbuilt for d in pair})
+    states = await book(uow, days, settings, borrowers(f)) if days else {}
+    for before, after in unbuilt:
         then = {loan.loan_id: loan for loan in states[after]}
         for loan in states[before]:
             if loan.state != "open":
@@ -205,32 +233,28 @@ async def _collections(uow: UnitOfWork, f: Filters, settings: Settings) -> dict[
     cur = currency(settings)
     tz = uow.clock.tz
     lo_at, hi_at = f.utc(tz)
-    t, lo, r = servicing_tasks.c, loans.c, repayments.c
-    scope = loan_scope(borrowers(f))
+    t, lo, r, u = servicing_tasks.c, loans.c, repayments.c, users.c
+    # the loan and its borrower by key for the period's rows (not a list of every loan)
+    tasks_of = servicing_tasks.join(loans, lo.id == t.loan_id).join(users, u.id == lo.borrower_id)
     in_period = and_(t.created_at >= lo_at, t.created_at < hi_at, t.kind == "collections",
-                     t.loan_id.in_(scope))
+                     lo.disbursed_at.is_not(None), *borrowers(f))
     tasks = (await uow.conn.execute(select(
         func.count(), func.count(t.outcome),
         func.count().filter(t.outcome.in_(("contacted", "refused"))))
-        .where(in_period, t.promise_status.is_(None)))).one()
+        .select_from(tasks_of).where(in_period, t.promise_status.is_(None)))).one()
     promises = {row.promise_status: int(row.n) for row in (await uow.conn.execute(
-        select(t.promise_status, func.count().label("n"))
+        select(t.promise_status, func.count().label("n")).select_from(tasks_of)
         .where(in_period, t.promise_status.is_not(None)).group_by(t.promise_status))).all()}
     start = f.start - timedelta(days=1)
     end = max(start, min(f.end, uow.clock.today()))
-    states = await book(uow, sorted({start, end}), settings, borrowers(f))
-    at_end = {loan.loan_id: loan for loan in states[end]}
-    owed = recovered = ZERO
-    for loan in states[start]:
-        if loan.state == "open" and loan.overdue > 0:
-            owed += loan.overdue
-            later = at_end.get(loan.loan_id)
-            recovered += min(loan.overdue, (later.paid if later else loan.paid) - loan.paid)
+    owed, recovered = await _recovery(uow, start, end, f, settings)
     after = (await uow.conn.execute(
         select(total(r.amount), total(r.to_fund))
-        .select_from(repayments.join(loans, lo.id == r.loan_id))
+        .select_from(repayments.join(loans, lo.id == r.loan_id).join(
+            users, u.id == lo.borrower_id))
         .where(r.received_at >= lo_at, r.received_at < hi_at, lo.written_off_at.is_not(None),
-               r.received_at > lo.written_off_at, r.loan_id.in_(scope)))).one()
+               r.received_at > lo.written_off_at, lo.disbursed_at.is_not(None),
+               *borrowers(f)))).one()
     return {
         "tasks": int(tasks[0]), "worked": int(tasks[1]), "reached": int(tasks[2]),
         "promises": sum(promises.values()), "kept": promises.get("kept", 0),
@@ -240,6 +264,36 @@ async def _collections(uow: UnitOfWork, f: Filters, settings: Settings) -> dict[
             "by its end / overdue amount at the start")),
         "after_write_off": {"amount": money(after[0], cur), "to_fund": money(after[1], cur)},
     }
+
+
+async def _recovery(uow: UnitOfWork, start: date, end: date, f: Filters, settings: Settings
+                    ) -> tuple[Decimal, Decimal]:
+    """The overdue amount at the end of ``start`` and how much of it was repaid by ``end``
+    (repayments fill the oldest installments first: min(overdue, repaid since))."""
+    owed = recovered = ZERO
+    late = await rollups.overdue_loans(uow, start, f)
+    if late is None:
+        states = await book(uow, sorted({start, end}), settings, borrowers(f))
+        at_end = {loan.loan_id: loan for loan in states[end]}
+        for loan in states[start]:
+            if loan.state == "open" and loan.overdue > 0:
+                owed += loan.overdue
+                later = at_end.get(loan.loan_id)
+                recovered += min(loan.overdue, (later.paid if later else loan.paid) - loan.paid)
+        return owed, recovered
+    r = repayments.c
+    repaid: dict[int, Decimal] = defaultdict(Decimal)
+    ids = sorted(late)
+    for part in (ids[k:k + 5000] for k in range(0, len(ids), 5000)):
+        for loan_id, principal, interest in (await uow.conn.execute(
+                select(r.loan_id, total(r.principal), total(r.interest))
+                .where(r.loan_id.in_(part), r.business_date > start, r.business_date <= end)
+                .group_by(r.loan_id))).all():
+            repaid[loan_id] += Decimal(principal) + Decimal(interest)
+    for loan_id, overdue in late.items():
+        owed += overdue
+        recovered += min(overdue, repaid[loan_id])
+    return owed, recovered
 
 
 async def protection_fund(uow: UnitOfWork, f: Filters, *, settings: Settings
@@ -268,7 +322,7 @@ async def _fund(uow: UnitOfWork, f: Filters, settings: Settings) -> dict[str, An
         c.paid_at >= lo_at, c.paid_at < hi_at))).one()
     cumulative = (await uow.conn.execute(select(func.count(), total(c.amount)).where(
         c.paid_at < moment))).one()
-    held = snapshot((await book(uow, [day], settings))[day], settings)
+    held = snapshot_of((await tallies(uow, [day], settings, None))[day], settings)
     late = held["overdue"]["late_loans_principal"]
     return {
         "as_of": day.isoformat(), "balance": money(balance, cur),

@@ -9,19 +9,22 @@ figures) and in ``docs/metrics.md``.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import func, select
 
 from config.settings import Settings
-from core.adapters.tables import bids, compensations, loans
+from core.adapters.tables import compensations
 from core.adapters.uow import UnitOfWork
+from core.analytics import holders, rollups
 from core.analytics.book import ZERO, add_months, book
 from core.analytics.filters import day_start
 from core.analytics.numbers import currency, money, ratio, total
+from core.domain.overdue import DEFAULT_BUCKETS
+
+BUCKETS = tuple(b.name for b in DEFAULT_BUCKETS)
 
 DEFINITIONS = {
     "cumulative_lending": "累计借贷金额及笔数: principal of every loan disbursed since the "
@@ -78,77 +81,67 @@ async def disclosure(uow: UnitOfWork, month: date, *, settings: Settings) -> dic
     first, last = month_bounds(month)
     day = min(last, uow.clock.today())
     end = day_start(day + timedelta(days=1), uow.clock.tz)
-    lo, b, c = loans.c, bids.c, compensations.c
-    lending = (await uow.conn.execute(select(total(lo.amount), func.count(), func.count(
-        distinct(lo.borrower_id))).where(lo.disbursed_at.is_not(None), lo.disbursed_at < end))
-    ).one()
-    lent = (await uow.conn.execute(
-        select(total(b.amount), func.count(distinct(b.investor_id)))
-        .select_from(bids.join(loans, lo.id == b.loan_id))
-        .where(b.status == "active", lo.disbursed_at < end))).one()
+    c = compensations.c
     paid = (await uow.conn.execute(select(total(c.amount), func.count()).where(
         c.paid_at < end))).one()
-    held = (await book(uow, [day], settings))[day]
-    on_book = {loan.loan_id: loan for loan in held if loan.state == "open"}
-    outstanding = sum((loan.principal for loan in on_book.values()), ZERO)
-    owed: dict[int, Decimal] = defaultdict(Decimal)
-    for loan in on_book.values():
-        owed[loan.borrower_id] += loan.principal + loan.interest
-    claims: dict[int, Decimal] = defaultdict(Decimal)
-    ids = list(on_book)
-    for part in (ids[i:i + 5000] for i in range(0, len(ids), 5000)):
-        for row in (await uow.conn.execute(
-                select(b.investor_id, b.loan_id, total(b.amount).label("amount"))
-                .where(b.loan_id.in_(part), b.status == "active")
-                .group_by(b.investor_id, b.loan_id))).all():
-            loan = on_book[row.loan_id]
-            claims[row.investor_id] += loan.principal * Decimal(row.amount) / loan.amount
-    late90 = [loan for loan in on_book.values() if loan.dpd > 90]
-    late = [loan for loan in on_book.values() if loan.dpd > 0]
+    built = await rollups.holders_at(uow, day)
+    if built is None:
+        held = (await book(uow, [day], settings))[day]
+        states, h = rollups.tally(held), await holders.figures(uow, day, held, cur)
+    else:
+        states, h = built
 
     def m(value: Decimal) -> Decimal:
         return money(value, cur)
 
-    cumulative_borrowers, cumulative_lenders = int(lending[2]), int(lent[1])
+    def over(names: Any, figure: str) -> Decimal:
+        return sum((getattr(states[s], figure) for s in names if s in states), ZERO)
+
+    def count(names: Any) -> int:
+        return sum(states[s].loans for s in names if s in states)
+
+    late, late90 = BUCKETS[1:], [b.name for b in DEFAULT_BUCKETS if b.min_days > 90]
+    outstanding = over(BUCKETS, "principal")
+    on_book = count(BUCKETS)
+    cumulative_borrowers, cumulative_lenders = h["borrowers"], h["lenders"]
     return {
         "month": first.strftime("%Y-%m"), "as_of": day.isoformat(),
-        "cumulative_lending": {"amount": m(lending[0]), "count": int(lending[1])},
-        "outstanding": {"amount": m(outstanding), "count": len(on_book)},
-        "interest_outstanding": m(sum((loan.interest for loan in on_book.values()), ZERO)),
-        "lenders": {"cumulative": cumulative_lenders,
-                    "current": sum(1 for v in claims.values() if v > 0)},
-        "borrowers": {"cumulative": cumulative_borrowers, "current": len(owed)},
+        "cumulative_lending": {"amount": m(h["lending"]), "count": h["loans"]},
+        "outstanding": {"amount": m(outstanding), "count": on_book},
+        "interest_outstanding": m(over(BUCKETS, "interest")),
+        "lenders": {"cumulative": cumulative_lenders, "current": h["current_lenders"]},
+        "borrowers": {"cumulative": cumulative_borrowers, "current": h["current_borrowers"]},
         "per_person": {
-            "lending_per_borrower": m(Decimal(lending[0]) / cumulative_borrowers)
+            "lending_per_borrower": m(Decimal(h["lending"]) / cumulative_borrowers)
             if cumulative_borrowers else None,
-            "lent_per_lender": m(Decimal(lent[0]) / cumulative_lenders)
+            "lent_per_lender": m(Decimal(h["lent"]) / cumulative_lenders)
             if cumulative_lenders else None},
         "concentration": {
-            "top10_borrowers": _top(owed, 10, cur, "待还金额 of the 10 largest borrowers / all"),
-            "largest_borrower": _top(owed, 1, cur, "待还金额 of the largest borrower / all"),
-            "top10_lenders": _top(claims, 10, cur, "出借余额 of the 10 largest lenders / all"),
-            "largest_lender": _top(claims, 1, cur, "出借余额 of the largest lender / all")},
+            "top10_borrowers": _top(h, "owed", 10, cur,
+                                    "待还金额 of the 10 largest borrowers / all"),
+            "largest_borrower": _top(h, "owed", 1, cur, "待还金额 of the largest borrower / all"),
+            "top10_lenders": _top(h, "claims", 10, cur,
+                                  "出借余额 of the 10 largest lenders / all"),
+            "largest_lender": _top(h, "claims", 1, cur, "出借余额 of the largest lender / all")},
         "related_party": {"amount": m(ZERO), "count": 0, "note": RELATED_PARTY_NOTE},
-        "overdue": {"amount": m(sum((loan.overdue for loan in late), ZERO)),
-                    "count": len(late)},
-        "overdue_90": {"amount": m(sum((loan.overdue_beyond(90) for loan in late), ZERO)),
-                       "count": len(late90)},
+        "overdue": {"amount": m(over(late, "overdue_principal")
+                                + over(late, "overdue_interest")), "count": count(late)},
+        "overdue_90": {"amount": m(over(BUCKETS, "overdue_beyond_90")),
+                       "count": count(late90)},
         "compensation": {"amount": m(paid[0]), "count": int(paid[1])},
-        "project_overdue_rate": ratio(len(late90), len(on_book),
+        "project_overdue_rate": ratio(count(late90), on_book,
                                       DEFINITIONS["project_overdue_rate"]),
-        "amount_overdue_rate": ratio(m(sum((loan.principal for loan in late90), ZERO)),
-                                     m(outstanding), DEFINITIONS["amount_overdue_rate"]),
-        "written_off": m(sum((loan.principal for loan in held if loan.state == "written_off"),
-                             ZERO)),
+        "amount_overdue_rate": ratio(m(over(late90, "principal")), m(outstanding),
+                                     DEFINITIONS["amount_overdue_rate"]),
+        "written_off": m(over(["written_off"], "principal")),
         "fees": fees(settings),
         "definitions": DEFINITIONS,
     }
 
 
-def _top(amounts: dict[int, Decimal], n: int, cur: Any, definition: str) -> dict[str, Any]:
-    everything = sum(amounts.values(), ZERO)
-    largest = sum(sorted(amounts.values(), reverse=True)[:n], ZERO)
-    return ratio(money(largest, cur), money(everything, cur), definition)
+def _top(h: dict[str, Any], figure: str, n: int, cur: Any, definition: str) -> dict[str, Any]:
+    largest = h[f"{figure}_top{n}"]
+    return ratio(money(largest, cur), money(h[figure], cur), definition)
 
 
 def fees(settings: Settings) -> dict[str, Any]:

@@ -30,6 +30,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from core.adapters.tables import (
+    analytics_milestones,
     bank_cards,
     bids,
     channel_identities,
@@ -38,7 +39,9 @@ from core.adapters.tables import (
     users,
 )
 from core.adapters.uow import UnitOfWork
+from core.analytics import rollups
 from core.analytics.filters import Filters, attributed, label
+from core.analytics.milestones import STEP_COLUMNS
 from core.analytics.numbers import share, spread
 
 STEPS = ("visit", "registered", "verified", "card_bound", "risk_assessed", "first_investment",
@@ -76,14 +79,22 @@ def firsts() -> dict[str, Any]:
 async def milestones(uow: UnitOfWork, people: Select[Any]) -> dict[int, dict[str, datetime]]:
     """When each of ``people`` (a SELECT of user ids) registered and first reached each
     milestone."""
-    subs = firsts()
     u = users.c
-    joined = users
-    for sub in subs.values():
-        joined = joined.outerjoin(sub, sub.c.user_id == u.id)
-    rows = await uow.conn.execute(
-        select(u.id, u.registered_at, *(sub.c.at.label(name) for name, sub in subs.items()))
-        .select_from(joined).where(u.id.in_(people)))
+    if await rollups.milestones_usable(uow):
+        m = analytics_milestones.c
+        rows = await uow.conn.execute(
+            select(u.id, u.registered_at, *(m[column].label(name)
+                                            for name, column in STEP_COLUMNS.items()))
+            .select_from(users.outerjoin(analytics_milestones, m.user_id == u.id))
+            .where(u.id.in_(people)))
+    else:
+        subs = firsts()
+        joined = users
+        for sub in subs.values():
+            joined = joined.outerjoin(sub, sub.c.user_id == u.id)
+        rows = await uow.conn.execute(
+            select(u.id, u.registered_at, *(sub.c.at.label(name) for name, sub in subs.items()))
+            .select_from(joined).where(u.id.in_(people)))
     out = {}
     for row in rows:
         times = {"registered": row.registered_at}
@@ -102,6 +113,17 @@ async def reached(uow: UnitOfWork, f: Filters) -> dict[str, int]:
     where = attributed(f, u.first_channel, u.first_campaign)
     out = {"registered": (await uow.conn.execute(select(func.count()).where(
         u.registered_at >= lo, u.registered_at < hi, *where))).scalar_one()}
+    if await rollups.milestones_usable(uow):
+        m = analytics_milestones.c
+        for name, column in STEP_COLUMNS.items():
+            at = m[column]
+            query = select(func.count()).select_from(analytics_milestones).where(
+                at >= lo, at < hi)
+            if where:
+                query = query.select_from(analytics_milestones.join(
+                    users, u.id == m.user_id)).where(*where)
+            out[name] = (await uow.conn.execute(query)).scalar_one()
+        return {k: int(v) for k, v in out.items()}
     for name, sub in firsts().items():
         if name in ("first_investment", "repeat_investment"):
             continue

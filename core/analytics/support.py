@@ -112,12 +112,13 @@ async def contacts(uow: UnitOfWork, f: Filters) -> list[Contact]:
     lo, hi = f.utc(uow.clock.tz)
     since, until = lo - CONTACT_GAP, hi + timedelta(days=CONTAINMENT_DAYS + 1)
     il, cv, ci = inbound_log.c, conversations.c, channel_identities.c
+    wrote = select(il.conversation_id).where(il.at >= since, il.at < until)  # not every chat
     chats = {cid: (label(channel), ("user", user) if user is not None else ("chat", cid))
              for cid, channel, user in (await uow.conn.execute(
                  select(cv.id, cv.channel, ci.user_id)
                  .select_from(conversations.outerjoin(channel_identities, (
                      ci.channel == cv.channel) & (ci.external_id == cv.chat_id)))
-                 .where(*attributed(f, cv.channel, ci.campaign)))).all()}
+                 .where(cv.id.in_(wrote), *attributed(f, cv.channel, ci.campaign)))).all()}
     by_person: dict[tuple[str, int], list[Contact]] = defaultdict(list)
     for conversation_id, text in (await uow.conn.execute(
             select(il.conversation_id, joined(uow, epoch(uow, il.at)))

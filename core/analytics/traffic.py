@@ -31,6 +31,7 @@ from core.adapters.tables import (
     users,
 )
 from core.adapters.uow import UnitOfWork
+from core.analytics import rollups
 from core.analytics.filters import Filters, attributed, label, local_day
 from core.analytics.numbers import compared, currency, money, share, total
 
@@ -39,12 +40,29 @@ COSTS_SETTING = ("no campaign costs configured: pass costs={campaign: spend} for
                  "\"5000.00\"}` (config/settings.py, not there yet)")
 
 
+async def _visits(uow: UnitOfWork, f: Filters, *, by_day: bool
+                  ) -> list[tuple[str | None, str | None, str | None, int]]:
+    """``first_visit`` events of the period: ``(day, channel, campaign, visits)``, from the
+    daily rollup when it holds them (day None unless ``by_day``)."""
+    if await rollups.events_covered(uow, f):
+        return await rollups.event_counts(uow, f, "first_visit", by_day=by_day)
+    lo, hi = f.utc(uow.clock.tz)
+    e = analytics_events.c
+    day = local_day(uow, e.occurred_at, lo, hi)
+    groups = [day, e.channel, e.campaign] if by_day else [e.channel, e.campaign]
+    rows = (await uow.conn.execute(
+        select(*groups, func.count())
+        .where(e.name == "first_visit", e.occurred_at >= lo, e.occurred_at < hi,
+               *attributed(f, e.channel, e.campaign)).group_by(*groups))).all()
+    return [(r[0], r[1], r[2], int(r[3])) if by_day else (None, r[0], r[1], int(r[2]))
+            for r in rows]
+
+
 async def daily(uow: UnitOfWork, f: Filters) -> list[dict[str, Any]]:
     """Per business day, channel and campaign: ``[{"day", "channel", "campaign", "visits",
     "chats", "new_users"}]`` (rows with something in them, ordered)."""
     lo, hi = f.utc(uow.clock.tz)
-    e, u, ci, il, cv = (analytics_events.c, users.c, channel_identities.c, inbound_log.c,
-                        conversations.c)
+    u, ci, il, cv = users.c, channel_identities.c, inbound_log.c, conversations.c
     rows: dict[tuple[str, str, str], dict[str, Any]] = {}
 
     def add(day: str, channel: str | None, campaign: str | None, name: str, n: int) -> None:
@@ -53,13 +71,8 @@ async def daily(uow: UnitOfWork, f: Filters) -> list[dict[str, Any]]:
                                     "visits": 0, "chats": 0, "new_users": 0})
         row[name] += int(n)
 
-    day = local_day(uow, e.occurred_at, lo, hi)
-    for r in (await uow.conn.execute(
-            select(day, e.channel, e.campaign, func.count())
-            .where(e.name == "first_visit", e.occurred_at >= lo, e.occurred_at < hi,
-                   *attributed(f, e.channel, e.campaign))
-            .group_by(day, e.channel, e.campaign))).all():
-        add(r[0], r[1], r[2], "visits", r[3])
+    for r in await _visits(uow, f, by_day=True):
+        add(str(r[0]), r[1], r[2], "visits", r[3])
     day = local_day(uow, il.at, lo, hi)
     for r in (await uow.conn.execute(
             select(day, ci.channel, ci.campaign, func.count(distinct(il.conversation_id)))
@@ -82,11 +95,8 @@ async def totals(uow: UnitOfWork, f: Filters) -> dict[str, int]:
     """Visits, chats that wrote, and new users in the period: ``{"visits", "chats",
     "new_users"}`` (chats counted once over the period)."""
     lo, hi = f.utc(uow.clock.tz)
-    e, u, ci, il, cv = (analytics_events.c, users.c, channel_identities.c, inbound_log.c,
-                        conversations.c)
-    visits = (await uow.conn.execute(select(func.count()).where(
-        e.name == "first_visit", e.occurred_at >= lo, e.occurred_at < hi,
-        *attributed(f, e.channel, e.campaign)))).scalar_one()
+    u, ci, il, cv = users.c, channel_identities.c, inbound_log.c, conversations.c
+    visits = sum(r[3] for r in await _visits(uow, f, by_day=False))
     chats = (await uow.conn.execute(
         select(func.count(distinct(il.conversation_id)))
         .select_from(inbound_log.join(conversations, cv.id == il.conversation_id).join(
@@ -128,29 +138,38 @@ async def _quality(uow: UnitOfWork, f: Filters, settings: Settings
                    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cur = currency(settings)
     lo, hi = f.utc(uow.clock.tz)
-    e, u, b = analytics_events.c, users.c, bids.c
+    u, b = users.c, bids.c
     sources: dict[str, dict[Any, dict[str, Any]]] = {"channel": {}, "campaign": {}}
 
     def row(kind: str, key: str) -> dict[str, Any]:
         return sources[kind].setdefault(key, {kind: key, "visits": 0, "new_users": 0,
                                               "first_investors": 0, "invested": Decimal(0)})
 
-    for r in (await uow.conn.execute(
-            select(e.channel, e.campaign, func.count())
-            .where(e.name == "first_visit", e.occurred_at >= lo, e.occurred_at < hi,
-                   *attributed(f, e.channel, e.campaign)).group_by(e.channel, e.campaign))).all():
-        row("channel", label(r[0]))["visits"] += int(r[2])
-        row("campaign", label(r[1]))["visits"] += int(r[2])
-    invested = (select(b.investor_id, total(b.amount).label("amount"))
-                .where(b.status != "refunded").group_by(b.investor_id).subquery())
-    acquired = await uow.conn.execute(
-        select(u.first_channel, u.first_campaign, func.count(u.id).label("users"),
-               func.count(invested.c.investor_id).label("investors"),
-               total(invested.c.amount).label("amount"))
-        .select_from(users.outerjoin(invested, invested.c.investor_id == u.id))
-        .where(u.registered_at >= lo, u.registered_at < hi,
-               *attributed(f, u.first_channel, u.first_campaign))
-        .group_by(u.first_channel, u.first_campaign))
+    for _, channel, campaign, n in await _visits(uow, f, by_day=False):
+        row("channel", label(channel))["visits"] += n
+        row("campaign", label(campaign))["visits"] += n
+    if rollups.enabled():  # the period's people and their own bids (by investor), not all
+        acquired = await uow.conn.execute(
+            select(u.first_channel, u.first_campaign,
+                   func.count(distinct(u.id)).label("users"),
+                   func.count(distinct(b.investor_id)).label("investors"),
+                   total(b.amount).label("amount"))
+            .select_from(users.outerjoin(bids, (b.investor_id == u.id)
+                                         & (b.status != "refunded")))
+            .where(u.registered_at >= lo, u.registered_at < hi,
+                   *attributed(f, u.first_channel, u.first_campaign))
+            .group_by(u.first_channel, u.first_campaign))
+    else:
+        invested = (select(b.investor_id, total(b.amount).label("amount"))
+                    .where(b.status != "refunded").group_by(b.investor_id).subquery())
+        acquired = await uow.conn.execute(
+            select(u.first_channel, u.first_campaign, func.count(u.id).label("users"),
+                   func.count(invested.c.investor_id).label("investors"),
+                   total(invested.c.amount).label("amount"))
+            .select_from(users.outerjoin(invested, invested.c.investor_id == u.id))
+            .where(u.registered_at >= lo, u.registered_at < hi,
+                   *attributed(f, u.first_channel, u.first_campaign))
+            .group_by(u.first_channel, u.first_campaign))
     for r in acquired:
         for kind, key in (("channel", label(r.first_channel)),
                           ("campaign", label(r.first_campaign))):

@@ -2,9 +2,10 @@
 
 Steps, in order, each in transactions of its own and recorded in ``job_runs`` once done:
 listing expiries, auto-invest matching, auto-debits of due installments, overdue marking and
-penalties, promises to pay settled, the collections plan, use-of-funds follow-ups. Every step is
-idempotent by itself (ledger keys, unique action records), so running a date twice changes
-nothing and a crash part-way leaves a state from which re-running completes the day.
+penalties, promises to pay settled, the collections plan, use-of-funds follow-ups, the
+dashboards' rollups. Every step is idempotent by itself (ledger keys, unique action records),
+so running a date twice changes nothing and a crash part-way leaves a state from which
+re-running completes the day.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from core.adapters.sql import insert_ignore
 from core.adapters.tables import installments, job_runs, loans, risk_flags, servicing_tasks
 from core.adapters.types import Amount
 from core.adapters.uow import UnitOfWorkFactory
+from core.analytics import rollups
 from core.domain.errors import DomainError
 from core.ledger import Ledger, user_account
 from core.services.servicing.collections import Collections
@@ -50,7 +52,7 @@ class DailyJob:
             ("expire_listings", self._expire), ("auto_invest", self._match),
             ("auto_debit", self._auto_debit), ("overdue", self._overdue),
             ("promises", self._promises), ("collections", self._collections),
-            ("use_of_funds", self._use_of_funds),
+            ("use_of_funds", self._use_of_funds), ("analytics_rollups", self._rollups),
         ]
         report: dict[str, Any] = {}
         for name, step in steps:
@@ -168,6 +170,15 @@ class DailyJob:
             counts = await self.collections.run_plan(uow, day)
             await uow.commit()
         return counts
+
+    async def _rollups(self, day: date) -> dict[str, int]:
+        # the dashboards' rollups (core/analytics/rollups.py): the day before recounted from the
+        # event log, the book of the day before and of this day rebuilt
+        async with self.uow() as uow:
+            result = await rollups.refresh(uow, day, servicing=self.settings,
+                                           cur=self.ledger.currency)
+            await uow.commit()
+        return result
 
     async def _use_of_funds(self, day: date) -> dict[str, int]:
         """Products that require it: ask for proof of use N days after disbursement; a proof
