@@ -9,12 +9,17 @@ app per server (tests build many)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, timedelta
 from types import ModuleType
+from typing import Any
 
+from dash import Dash, Output
+
+from core.adapters.uow import UnitOfWork
 from core.analytics.filters import Filters
-from dashboards.components import DEFAULT_DAYS
+from dashboards.bridge import Bridge
+from dashboards.components import DEFAULT_DAYS, FILTER_INPUTS, LIVE_INPUT
 
 
 def pages() -> tuple[ModuleType, ...]:
@@ -40,6 +45,19 @@ def filters(today: date, start: str | None, end: str | None,
     first = _day(start) or last - timedelta(DEFAULT_DAYS - 1)
     first, last = min(first, last), max(first, last)
     return Filters(first, last, tuple(channels or ()), tuple(campaigns or ()))
+
+
+def on_filters(app: Dash, data: Bridge, body: str,
+               read: Callable[[UnitOfWork, Filters], Awaitable[Any]],
+               show: Callable[[Any], Any], *, live: bool = False) -> None:
+    """A page's callback: when the filters change (and, on a live page, when the timer ticks)
+    ``body`` shows ``show(read(uow, filters))``, read on the server's loop."""
+
+    @app.callback(Output(body, "children"), *FILTER_INPUTS, *([LIVE_INPUT] if live else []))
+    def update(start: str | None, end: str | None, channels: list[str] | None,
+               campaigns: list[str] | None, *_tick: int | None) -> Any:
+        f = filters(data.today(), start, end, channels, campaigns)
+        return show(data.read(lambda uow: read(uow, f)))
 
 
 def _day(value: str | None) -> date | None:

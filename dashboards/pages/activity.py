@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
 from core.analytics.activity import activity
 from dashboards import format as fmt
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
     Column,
     chart,
     grid,
@@ -21,7 +20,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/activity"
 NAME = "Activity"
@@ -33,13 +32,9 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None) -> Any:
-        """Active users, investing and retention for the filters."""
-        f = filters(data.today(), start, end, channels, campaigns)
-        return render(data.read(lambda uow: activity(uow, f, settings=data.settings)),
-                      data.settings.money.currency)
+    """Active users, investing and retention for the filters."""
+    on_filters(app, data, BODY, lambda uow, f: activity(uow, f, settings=data.settings),
+               lambda figures: render(figures, data.settings.money.currency))
 
 
 def active_figure(daily: list[dict[str, Any]]) -> go.Figure:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
+from core.adapters.uow import UnitOfWork
+from core.analytics.filters import Filters
 from core.analytics.funnel import MILESTONES, funnel, signup_cohorts
 from dashboards import format as fmt
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
     Column,
     chart,
     grid,
@@ -23,7 +24,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/conversion"
 NAME = "Conversion"
@@ -40,16 +41,12 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None) -> Any:
-        """The funnel of the period's visitors and the period's sign-up cohorts."""
-        f = filters(data.today(), start, end, channels, campaigns)
+    """The funnel of the period's visitors and the period's sign-up cohorts."""
 
-        async def read(uow: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            return await funnel(uow, f), await signup_cohorts(uow, f)
+    async def read(uow: UnitOfWork, f: Filters) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return await funnel(uow, f), await signup_cohorts(uow, f)
 
-        return render(*data.read(read))
+    on_filters(app, data, BODY, read, lambda both: render(*both))
 
 
 def steps_rows(steps: list[dict[str, Any]], previous: list[dict[str, Any]] | None = None

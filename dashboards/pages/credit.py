@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
+from core.adapters.uow import UnitOfWork
 from core.analytics import credit
+from core.analytics.filters import Filters
 from dashboards import format as fmt
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
     Column,
     chart,
     grid,
@@ -22,7 +23,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/credit"
 NAME = "Overdue & collections"
@@ -40,17 +41,14 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None) -> Any:
-        """The book at the period's end, vintages, roll rates, collections and the fund."""
-        f = filters(data.today(), start, end, channels, campaigns)
+    """The book at the period's end, vintages, roll rates, collections and the fund."""
 
-        async def read(uow: Any) -> dict[str, Any]:
-            return {part: await getattr(credit, part)(uow, f, settings=data.settings)
-                    for part in PARTS}
+    async def read(uow: UnitOfWork, f: Filters) -> dict[str, Any]:
+        return {part: await getattr(credit, part)(uow, f, settings=data.settings)
+                for part in PARTS}
 
-        return render(data.read(read), data.settings.money.currency)
+    on_filters(app, data, BODY, read,
+               lambda figures: render(figures, data.settings.money.currency))
 
 
 def buckets_figure(buckets: list[dict[str, Any]]) -> go.Figure:

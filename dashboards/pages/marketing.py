@@ -6,13 +6,14 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
+from core.adapters.uow import UnitOfWork
+from core.analytics.filters import Filters
 from core.analytics.marketing import broadcasts, marketing
 from dashboards import format as fmt
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
     Column,
     chart,
     kpi,
@@ -22,7 +23,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/marketing"
 NAME = "Marketing"
@@ -34,17 +35,13 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None) -> Any:
-        """Broadcasts, opt-outs and feedback of the period."""
-        f = filters(data.today(), start, end, channels, campaigns)
+    """Broadcasts, opt-outs and feedback of the period."""
 
-        async def read(uow: Any) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-            return (await marketing(uow, f, settings=data.settings),
-                    await broadcasts(uow, f.previous(), settings=data.settings))
+    async def read(uow: UnitOfWork, f: Filters) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        return (await marketing(uow, f, settings=data.settings),
+                await broadcasts(uow, f.previous(), settings=data.settings))
 
-        return render(*data.read(read), data.core.clock.tz)
+    on_filters(app, data, BODY, read, lambda both: render(*both, data.core.clock.tz))
 
 
 def broadcasts_figure(rows: list[dict[str, Any]]) -> go.Figure:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from dash import Dash, Output, html
+from dash import Dash, html
 
 from core.analytics.overview import overview
 from dashboards.bridge import Bridge
-from dashboards.components import FILTER_INPUTS, LIVE_INPUT, kpi, kpis, note, page
-from dashboards.pages import filters
+from dashboards.components import kpi, kpis, note, page
+from dashboards.pages import on_filters
 
 PATH = "/"
 NAME = "Overview"
@@ -21,13 +21,9 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS, LIVE_INPUT)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None, _tick: int | None) -> Any:
-        """The headline figures for the filters, refreshed by the timer."""
-        f = filters(data.today(), start, end, channels, campaigns)
-        figures = data.read(lambda uow: overview(uow, f, settings=data.settings))
-        return render(figures, data.settings.money.currency)
+    """The headline figures for the filters, refreshed by the timer."""
+    on_filters(app, data, BODY, lambda uow, f: overview(uow, f, settings=data.settings),
+               lambda figures: render(figures, data.settings.money.currency), live=True)
 
 
 def render(o: dict[str, Any], currency: str) -> list[Any]:

@@ -7,14 +7,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
 from core.analytics.support import support
 from dashboards import format as fmt
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
-    LIVE_INPUT,
     Column,
     chart,
     grid,
@@ -25,7 +23,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/support"
 NAME = "Support"
@@ -42,13 +40,9 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS, LIVE_INPUT)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None, _tick: int | None) -> Any:
-        """Support figures for the filters; the queue as it is now."""
-        f = filters(data.today(), start, end, channels, campaigns)
-        return render(data.read(lambda uow: support(uow, f, settings=data.settings)),
-                      data.core.clock.tz)
+    """Support figures for the filters; the queue as it is now (refreshed by the timer)."""
+    on_filters(app, data, BODY, lambda uow, f: support(uow, f, settings=data.settings),
+               lambda figures: render(figures, data.core.clock.tz), live=True)
 
 
 def time_rows(now: dict[str, Any], then: dict[str, Any]) -> list[dict[str, Any]]:

@@ -6,13 +6,12 @@ from collections import defaultdict
 from typing import Any
 
 import plotly.graph_objects as go
-from dash import Dash, Output, html
+from dash import Dash, html
 
 from core.analytics.costs import spend
 from core.analytics.traffic import traffic
 from dashboards.bridge import Bridge
 from dashboards.components import (
-    FILTER_INPUTS,
     Column,
     chart,
     grid,
@@ -23,7 +22,7 @@ from dashboards.components import (
     section,
     table,
 )
-from dashboards.pages import filters
+from dashboards.pages import on_filters
 
 PATH = "/traffic"
 NAME = "Traffic"
@@ -35,13 +34,9 @@ def layout() -> html.Div:
 
 
 def register(app: Dash, data: Bridge) -> None:
-    @app.callback(Output(BODY, "children"), *FILTER_INPUTS)
-    def update(start: str | None, end: str | None, channels: list[str] | None,
-               campaigns: list[str] | None) -> Any:
-        """Visits, chats and new users for the filters."""
-        f = filters(data.today(), start, end, channels, campaigns)
-        return render(data.read(lambda uow: traffic(uow, f, settings=data.settings,
-                                                    costs=spend(data.settings, f))))
+    """Visits, chats and new users for the filters."""
+    on_filters(app, data, BODY, lambda uow, f: traffic(uow, f, settings=data.settings,
+                                                       costs=spend(data.settings, f)), render)
 
 
 def over_time(rows: list[dict[str, Any]], by: str, measure: str) -> go.Figure:

@@ -18,6 +18,18 @@ from tests.e2e.test_cli import ROOT, free_port, run
 SMALL = {"P2P_DEMO_USERS": "40", "P2P_DEMO_DAYS": "20"}
 
 
+def answers(base: str, *, within: float) -> bool:
+    """Does the server answer /healthz within ``within`` seconds?"""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{base}/healthz", timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
 def test_seed_fills_an_empty_database_once_and_the_data_keeps_every_invariant(tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "run.py"), "seed", "--users", "40", "--days", "20",
@@ -51,15 +63,7 @@ def test_the_first_start_seeds_a_demo_and_a_manager_can_sign_in(tmp_path):
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 300
-        up = False
-        while time.monotonic() < deadline and not up:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    up = True
-            except OSError:
-                time.sleep(0.5)
-        assert up, "server never answered /healthz"
+        assert answers(base, within=300), "server never answered /healthz"
         login = tmp_path / "var" / "demo-login.txt"
         assert login.stat().st_mode & 0o077 == 0
         name, password = login.read_text(encoding="utf-8").split()
@@ -84,15 +88,7 @@ def test_the_first_start_seeds_a_demo_and_a_manager_can_sign_in(tmp_path):
     again = subprocess.Popen([sys.executable, str(ROOT / "run.py")], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 60
-        up = False
-        while time.monotonic() < deadline and not up:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=2):
-                    up = True
-            except OSError:
-                time.sleep(0.3)
-        assert up
+        assert answers(base, within=60)
     finally:
         again.send_signal(signal.SIGTERM)
         output, _ = again.communicate(timeout=60)
